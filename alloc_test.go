@@ -1,0 +1,90 @@
+package moqstats_test
+
+import (
+	"os/exec"
+	"regexp"
+	"testing"
+
+	"github.com/moqstats/moqstats"
+	"github.com/moqstats/moqstats/internal/race"
+)
+
+// TestHotPathAllocations pins the allocation budget: nothing per bump, one
+// (the guard) per guard open+close on a live entry, two for a session's
+// first subscription to a broadcast, nothing at all when disabled.
+func TestHotPathAllocations(t *testing.T) {
+	if race.Enabled {
+		t.Skip("the race detector allocates")
+	}
+	s, _ := setup(t)
+	h := s.Tier(moqstats.External)
+	bs := h.Broadcast("live")
+	pin := bs.Publisher() // keeps the entry live
+	defer pin.Close()
+	tr := pin.Track("video")
+	defer tr.Close()
+	other := pin.Track("audio") // a second lane: the set is inflated
+	defer other.Close()
+	viewer := h.PublisherBroadcasts()
+	keep := viewer.Subscribe("live")
+	defer keep.Close()
+	sess := h.Session("acme")
+	defer sess.Close()
+	viewer2 := h.PublisherBroadcasts() // a session with no subscription yet
+
+	off, _ := moqstats.New(moqstats.Config{})
+	offH := off.Tier(moqstats.External)
+
+	for _, tc := range []struct {
+		name string
+		max  float64
+		f    func()
+	}{
+		{"TrackGuard bumps", 0, func() { tr.Bytes(1200); tr.Frame(); tr.Group() }},
+		{"Broadcast lookup", 0, func() { h.Broadcast("live") }},
+		{"track guard open+close", 1, func() { pin.Track("v").Close() }},
+		{"PublisherTrack open+close", 1, func() { bs.PublisherTrack("v").Close() }},
+		{"broadcast guard open+close", 1, func() { bs.Publisher().Close() }},
+		{"first subscription open+close", 2, func() { viewer2.Subscribe("live").Close() }},
+		{"second subscription open+close", 1, func() { viewer.Subscribe("live").Close() }},
+		{"session open+close", 1, func() { h.Session("acme").Close() }},
+		{"disabled everything", 0, func() {
+			b := offH.Broadcast("x")
+			g := b.Publisher()
+			t := g.Track("v")
+			t.Bytes(1)
+			t.Frame()
+			t.Close()
+			g.Close()
+			offH.PublisherBroadcasts().Subscribe("x").Close()
+			offH.Session("r").Close()
+		}},
+	} {
+		if n := testing.AllocsPerRun(200, tc.f); n > tc.max {
+			t.Errorf("%s: %v allocations, want at most %v", tc.name, n, tc.max)
+		}
+	}
+}
+
+// TestBumpsInline checks with the compiler's own report that the bump
+// methods inline into callers, and that the shard add inlines into them:
+// a bump is then a nil check, a load and an atomic add, with no call.
+func TestBumpsInline(t *testing.T) {
+	goTool, err := exec.LookPath("go")
+	if err != nil {
+		t.Skip("no go tool on PATH")
+	}
+	out, err := exec.Command(goTool, "build", "-gcflags=-m", ".").CombinedOutput()
+	if err != nil {
+		t.Fatalf("go build -gcflags=-m: %v\n%s", err, out)
+	}
+	for _, want := range []string{
+		`can inline \(\*TrackGuard\)\.Bytes`,
+		`can inline \(\*TrackGuard\)\.Frame`,
+		`guards\.go:\d+:\d+: inlining call to shard\.\(\*Lane\)\.Add`,
+	} {
+		if !regexp.MustCompile(want).Match(out) {
+			t.Errorf("compiler output lacks %q:\n%s", want, out)
+		}
+	}
+}

@@ -1,0 +1,127 @@
+package counters
+
+import "github.com/moqstats/moqstats/shard"
+
+// Indexes of the nine counters of a slot, in wire order.
+const (
+	Announced = iota
+	AnnouncedClosed
+	Broadcasts
+	BroadcastsClosed
+	Subscriptions
+	SubscriptionsClosed
+	Bytes
+	Frames
+	Groups
+
+	numCounters
+)
+
+// The slot's counters must fit a shard.Set exactly.
+var _ [shard.Width - numCounters]struct{}
+var _ [numCounters - shard.Width]struct{}
+
+// closedMask selects the closed counters, which Read sums first; openMask
+// selects everything else.
+const (
+	closedMask uint16 = 1<<AnnouncedClosed | 1<<BroadcastsClosed | 1<<SubscriptionsClosed
+	openMask   uint16 = (1<<numCounters - 1) &^ closedMask
+)
+
+// Counters are the nine counters of one (broadcast, role, tier) slot. The
+// zero value is ready to use; Counters must not be copied after first use.
+// Bumps and Read are safe for concurrent use.
+type Counters struct{ set shard.Set }
+
+// Add adds n to counter i for a one-off bump: a guard opening or closing.
+// Hot callers bump through an attached lane instead.
+func (c *Counters) Add(i int, n uint64) { c.set.Add(i, n) }
+
+// Attach attaches lane l to these counters; see shard.Set.Attach.
+func (c *Counters) Attach(l *shard.Lane) { c.set.Attach(l) }
+
+// Detach detaches l, reporting whether it was attached.
+func (c *Counters) Detach(l *shard.Lane) bool { return c.set.Detach(l) }
+
+// Repin moves l to the cell of the P it runs on now.
+func (c *Counters) Repin(l *shard.Lane) { c.set.Repin(l) }
+
+// Shards reports the number of per-P cells allocated beyond the base cell
+// (0 for counters only one goroutine bumps at a time).
+func (c *Counters) Shards() int { return c.set.Cells() }
+
+// Read returns the counters' current values. Closed counters are summed
+// before open ones, so the result never shows closed > open: see "Snapshot
+// atomicity" in the package doc.
+func (c *Counters) Read() Snapshot {
+	var v [shard.Width]uint64
+	c.set.Sum(&v, closedMask) // first: the closed counters
+	c.set.Sum(&v, openMask)   // second: the open and payload counters
+	return Snapshot{
+		Announced:           v[Announced],
+		AnnouncedClosed:     v[AnnouncedClosed],
+		Broadcasts:          v[Broadcasts],
+		BroadcastsClosed:    v[BroadcastsClosed],
+		Subscriptions:       v[Subscriptions],
+		SubscriptionsClosed: v[SubscriptionsClosed],
+		Bytes:               v[Bytes],
+		Frames:              v[Frames],
+		Groups:              v[Groups],
+	}
+}
+
+// Snapshot is one read of a slot's Counters: the value a per-broadcast
+// frame carries for one broadcast. The zero Snapshot is what a slot that
+// never saw a bump reads.
+type Snapshot struct {
+	Announced           uint64
+	AnnouncedClosed     uint64
+	Broadcasts          uint64
+	BroadcastsClosed    uint64
+	Subscriptions       uint64
+	SubscriptionsClosed uint64
+	Bytes               uint64
+	Frames              uint64
+	Groups              uint64
+}
+
+// Live reports whether any open counter exceeds its closed counterpart: a
+// guard is open, so traffic may flow at any moment.
+func (s Snapshot) Live() bool {
+	return s.Announced != s.AnnouncedClosed ||
+		s.Subscriptions != s.SubscriptionsClosed ||
+		s.Broadcasts != s.BroadcastsClosed
+}
+
+// Indexes of a session gauge's counters.
+const (
+	Sessions = iota
+	SessionsClosed
+)
+
+// Gauge counts the sessions connected under one auth root on one tier:
+// Sessions on connect, SessionsClosed on disconnect. The zero value is
+// ready to use; a Gauge must not be copied after first use.
+type Gauge struct{ set shard.Set }
+
+// Add adds n to counter i (Sessions or SessionsClosed).
+func (g *Gauge) Add(i int, n uint64) { g.set.Add(i, n) }
+
+// Read returns the gauge's current values, SessionsClosed summed before
+// Sessions for the reason given in the package doc.
+func (g *Gauge) Read() SessionSnapshot {
+	var v [shard.Width]uint64
+	g.set.Sum(&v, 1<<SessionsClosed) // first: the closed counter
+	g.set.Sum(&v, 1<<Sessions)       // second: the open counter
+	return SessionSnapshot{Sessions: v[Sessions], SessionsClosed: v[SessionsClosed]}
+}
+
+// SessionSnapshot is one read of a Gauge: the value a session frame
+// carries for one root.
+type SessionSnapshot struct {
+	Sessions       uint64
+	SessionsClosed uint64
+}
+
+// Live reports whether a session is connected under the root.
+func (s SessionSnapshot) Live() bool { return s.Sessions != s.SessionsClosed }

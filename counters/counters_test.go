@@ -1,0 +1,184 @@
+package counters
+
+import (
+	"go/ast"
+	"go/parser"
+	"go/token"
+	"os"
+	"runtime"
+	"sync"
+	"testing"
+
+	"github.com/moqstats/moqstats/shard"
+)
+
+// sumMasksInOrder returns, in source order, the mask arguments of the
+// Sum calls in the body of method recv.name in counters.go.
+func sumMasksInOrder(t *testing.T, recv, name string) []string {
+	t.Helper()
+	src, err := os.ReadFile("counters.go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	fset := token.NewFileSet()
+	f, err := parser.ParseFile(fset, "counters.go", src, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var masks []string
+	for _, d := range f.Decls {
+		fn, ok := d.(*ast.FuncDecl)
+		if !ok || fn.Name.Name != name || fn.Recv == nil {
+			continue
+		}
+		if star, ok := fn.Recv.List[0].Type.(*ast.StarExpr); !ok || star.X.(*ast.Ident).Name != recv {
+			continue
+		}
+		ast.Inspect(fn.Body, func(n ast.Node) bool {
+			call, ok := n.(*ast.CallExpr)
+			if !ok {
+				return true
+			}
+			if sel, ok := call.Fun.(*ast.SelectorExpr); ok && sel.Sel.Name == "Sum" && len(call.Args) == 2 {
+				arg := call.Args[1]
+				masks = append(masks, string(src[fset.Position(arg.Pos()).Offset:fset.Position(arg.End()).Offset]))
+			}
+			return true
+		})
+	}
+	return masks
+}
+
+// TestSnapshotReadsClosedBeforeOpen pins, at the source level, the order
+// that keeps every snapshot at closed <= open: a refactor that sums the
+// open counters first, or reads the closed ones in the same pass, fails.
+func TestSnapshotReadsClosedBeforeOpen(t *testing.T) {
+	got := sumMasksInOrder(t, "Counters", "Read")
+	want := []string{"closedMask", "openMask"}
+	if len(got) != len(want) || got[0] != want[0] || got[1] != want[1] {
+		t.Fatalf("Counters.Read sums masks %q, want %q in that order: closed counters must be read before open ones", got, want)
+	}
+	closed := []int{AnnouncedClosed, BroadcastsClosed, SubscriptionsClosed}
+	var wantClosed uint16
+	for _, i := range closed {
+		wantClosed |= 1 << i
+	}
+	if closedMask != wantClosed {
+		t.Fatalf("closedMask = %b, want exactly the closed counters %b", closedMask, wantClosed)
+	}
+	if closedMask&openMask != 0 || closedMask|openMask != 1<<shard.Width-1 {
+		t.Fatalf("closedMask %b and openMask %b must split all %d counters", closedMask, openMask, shard.Width)
+	}
+}
+
+// TestSessionSnapshotReadsClosedBeforeOpen is the same pin for the session
+// gauge, so sessions_closed can never exceed sessions in a session frame.
+func TestSessionSnapshotReadsClosedBeforeOpen(t *testing.T) {
+	got := sumMasksInOrder(t, "Gauge", "Read")
+	want := []string{"1<<SessionsClosed", "1<<Sessions"}
+	if len(got) != len(want) || got[0] != want[0] || got[1] != want[1] {
+		t.Fatalf("Gauge.Read sums masks %q, want %q in that order: sessions_closed must be read before sessions", got, want)
+	}
+}
+
+func TestLiveWhileAnyOpenExceedsClosed(t *testing.T) {
+	for _, tc := range []struct {
+		s    Snapshot
+		want bool
+	}{
+		{Snapshot{}, false},
+		{Snapshot{Bytes: 10, Frames: 2, Groups: 1}, false},
+		{Snapshot{Announced: 1}, true},
+		{Snapshot{Announced: 1, AnnouncedClosed: 1}, false},
+		{Snapshot{Subscriptions: 2, SubscriptionsClosed: 1}, true},
+		{Snapshot{Broadcasts: 1}, true},
+		{Snapshot{Announced: 3, AnnouncedClosed: 3, Broadcasts: 2, BroadcastsClosed: 2, Subscriptions: 5, SubscriptionsClosed: 5}, false},
+	} {
+		if got := tc.s.Live(); got != tc.want {
+			t.Errorf("%+v.Live() = %v, want %v", tc.s, got, tc.want)
+		}
+	}
+	if (SessionSnapshot{Sessions: 2, SessionsClosed: 1}).Live() != true || (SessionSnapshot{Sessions: 2, SessionsClosed: 2}).Live() != false {
+		t.Errorf("SessionSnapshot.Live disagrees with sessions != sessions_closed")
+	}
+}
+
+func TestReadSumsEveryCounterOverAllShards(t *testing.T) {
+	var c Counters
+	var a, b shard.Lane
+	c.Attach(&a)
+	c.Attach(&b) // inflates: a on base, b on a cell
+	for i := range numCounters {
+		a.Add(i, uint64(i+1))
+		b.Add(i, uint64(10*(i+1)))
+		c.Add(i, 100)
+	}
+	got := c.Read()
+	want := Snapshot{111, 122, 133, 144, 155, 166, 177, 188, 199}
+	if got != want {
+		t.Fatalf("Read() = %+v, want %+v", got, want)
+	}
+	if c.Shards() != 1 {
+		t.Fatalf("Shards() = %d, want 1", c.Shards())
+	}
+}
+
+// TestConcurrentGuardsNeverReadClosedAboveOpen runs guard-shaped
+// goroutines (open, bump, close) against a reader and checks every read.
+func TestConcurrentGuardsNeverReadClosedAboveOpen(t *testing.T) {
+	const workers, rounds = 4, 3000
+	var c Counters
+	var g Gauge
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Go(func() {
+			for r := range rounds {
+				var l shard.Lane
+				g.Add(Sessions, 1)
+				c.Add(Announced, 1)
+				c.Attach(&l)
+				c.Add(Subscriptions, 1)
+				c.Add(Broadcasts, 1)
+				l.Add(Bytes, 1200)
+				l.Add(Frames, 1)
+				if r%16 == 0 {
+					runtime.Gosched()
+				}
+				c.Add(BroadcastsClosed, 1)
+				c.Add(SubscriptionsClosed, 1)
+				c.Detach(&l)
+				c.Add(AnnouncedClosed, 1)
+				g.Add(SessionsClosed, 1)
+			}
+		})
+	}
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	reads := 0
+	for finished := false; !finished; reads++ {
+		select {
+		case <-done:
+			finished = true
+		default:
+		}
+		s := c.Read()
+		if s.AnnouncedClosed > s.Announced || s.SubscriptionsClosed > s.Subscriptions || s.BroadcastsClosed > s.Broadcasts {
+			t.Fatalf("read %d shows closed > open: %+v", reads, s)
+		}
+		if gs := g.Read(); gs.SessionsClosed > gs.Sessions {
+			t.Fatalf("read %d shows sessions_closed > sessions: %+v", reads, gs)
+		}
+	}
+	if c.Shards() == 0 {
+		t.Fatalf("the counters were never inflated; the test did not exercise shards")
+	}
+	s := c.Read()
+	const n = workers * rounds
+	want := Snapshot{n, n, n, n, n, n, n * 1200, n, 0}
+	if s != want {
+		t.Fatalf("final Read() = %+v, want %+v", s, want)
+	}
+	if gs := g.Read(); gs != (SessionSnapshot{n, n}) {
+		t.Fatalf("final gauge = %+v, want {%d %d}", gs, n, n)
+	}
+}

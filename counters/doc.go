@@ -1,0 +1,50 @@
+// Package counters defines what moqstats counts: the nine counters of one
+// (broadcast, role, tier) slot, the two of a per-root session gauge, and
+// the snapshot read that turns them into the values a frame carries.
+//
+// # Counters
+//
+// Every open counter has a closed counterpart bumped when the guard that
+// bumped the open one closes:
+//
+//   - Announced / AnnouncedClosed: broadcast guards (announce, unannounce).
+//   - Broadcasts / BroadcastsClosed: the per-(broadcast, session)
+//     subscription sentinel: a session's first live subscription to the
+//     broadcast, and its last one closing. Summed over sessions,
+//     Broadcasts - BroadcastsClosed is the number of distinct sessions
+//     subscribed now (viewers, on the egress side).
+//   - Subscriptions / SubscriptionsClosed: track guards.
+//   - Bytes, Frames, Groups: payload, cumulative.
+//   - Sessions / SessionsClosed (session gauges): sessions connected and
+//     disconnected under an auth root.
+//
+// All of them only go up. A snapshot is live while any open counter
+// exceeds its closed counterpart: a guard is open, and traffic may flow.
+//
+// # Snapshot atomicity
+//
+// A snapshot must never show a closed counter above its open counterpart,
+// even while guards open and close on other goroutines: downstream, that
+// would be a negative number of viewers. Read guarantees it by summing all
+// closed counters first (Sum with closedMask) and their open counterparts
+// second (Sum with openMask), over every shard.
+//
+// Why that is enough, on any CPU, in Go's memory model: every bump is a
+// sync/atomic add, and all sync/atomic operations behave as if executed in
+// one sequentially consistent order, an operation that observes another's
+// effect being synchronized after it. (moq-net's Rust module gets the same
+// effect from Release adds on close and Acquire loads of closed counters;
+// Go's atomics are at least that strong, on arm64 as on amd64.) Take a
+// close bump C that the first Sum observes. Its guard's open bump O happened
+// before C: the same guard did both, O at open and C at Close, in that
+// order, or the caller's own synchronization ordered them. So O happened
+// before every load the second Sum makes, and the second Sum sees O,
+// whichever shard O landed in (package shard: a later Sum reaches every
+// cell an earlier one did, and every cell a bump it must see went to).
+// Every close the snapshot counts thus has its open counted too: closed
+// <= open. The cost is a slight upward bias on open counters, from opens
+// that land between the two Sums, which is never an impossible state.
+//
+// The order is pinned by TestSnapshotReadsClosedBeforeOpen, which reads
+// this package's source, and exercised by concurrent tests.
+package counters

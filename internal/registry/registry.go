@@ -1,0 +1,240 @@
+// Package registry keeps the refcounted entries that counters live in,
+// keyed by path or root, and hands the snapshot pass a key-sorted view of
+// them that it maintains incrementally.
+//
+// # Invariants
+//
+//  1. An entry is collected (marked dead and removed from the map) only
+//     while no guard pins it, and a dead entry can never be pinned again.
+//     Both are decided by one compare-and-swap on the entry's refcount:
+//     Acquire moves it from n >= 0 to n+1, collection from exactly 0 to
+//     dead (-1). Whichever comes first wins; the loser retries (Acquire
+//     then finds or creates a fresh entry for the key). No lock is taken
+//     to pin an existing entry.
+//  2. Collection happens only in Sweep, and Sweep returns the collected
+//     entries among its rows, so the pass reads a collected entry's final
+//     counters before forgetting it. An entry is forgotten only when the
+//     pass says its final state reached the wire (Retain). Nothing bumped
+//     through a guard before it closed can be lost.
+//  3. Rows are sorted by key. Entries that share a key (a collected entry
+//     whose final frame is still pending, and its successor) are in
+//     creation order, oldest first.
+//
+// Sweep, Retain and Rows belong to one goroutine at a time (the pass,
+// serialized by its caller); everything else is safe for concurrent use.
+//
+// # Cost
+//
+// A new entry is pushed on a lock-free stack when it is created. Sweep
+// pops the stack, sorts just the new keys and merges them into the sorted
+// rows, so a pass costs O(rows + new log new) and never sorts the whole key
+// set: keeping keys sorted across ticks is what keeps a tick linear.
+package registry
+
+import (
+	"cmp"
+	"slices"
+	"strconv"
+	"strings"
+	"sync/atomic"
+
+	"github.com/puzpuzpuz/xsync/v3"
+)
+
+// dead is the refcount of a collected entry.
+const dead = -1
+
+// Entry is one key's value and the bookkeeping that decides its lifetime.
+type Entry[T any] struct {
+	// Value is the caller's payload: counters bumped by guards, plus state
+	// only the pass touches.
+	Value T
+
+	key    string // normalized key; immutable
+	quoted string // key as a JSON string, for the encoder; immutable
+	// refs counts guards pinning the entry; dead once collected.
+	refs atomic.Int64
+	// next links the entry into Map.fresh from its creation until the
+	// Sweep that merges it into the rows; written before the push that
+	// publishes it, read only by that Sweep.
+	next *Entry[T]
+}
+
+// Key returns the entry's key.
+func (e *Entry[T]) Key() string { return e.key }
+
+// Quoted returns the entry's key encoded as a JSON string.
+func (e *Entry[T]) Quoted() string { return e.quoted }
+
+// Dead reports whether the entry has been collected.
+func (e *Entry[T]) Dead() bool { return e.refs.Load() < 0 }
+
+// TryAcquire pins the entry, unless it was collected; see invariant 1.
+func (e *Entry[T]) TryAcquire() bool {
+	for n := e.refs.Load(); n >= 0; n = e.refs.Load() {
+		if e.refs.CompareAndSwap(n, n+1) {
+			return true
+		}
+	}
+	return false
+}
+
+// Release drops a pin taken by TryAcquire or Map.Acquire.
+func (e *Entry[T]) Release() {
+	if n := e.refs.Add(-1); n < 0 {
+		panic("BUG: registry: release of unpinned entry " + strconv.Quote(e.key) + ", refs now " + strconv.FormatInt(n, 10))
+	}
+}
+
+// Map is a concurrent map of entries, plus the pass's sorted view of them.
+type Map[T any] struct {
+	m     *xsync.MapOf[string, *Entry[T]]
+	quote func(string) string
+	// fresh is a lock-free stack of entries created since the last Sweep.
+	fresh atomic.Pointer[Entry[T]]
+
+	// Owned by the pass.
+	rows, spare, batch []*Entry[T]
+}
+
+// New returns an empty Map. quote encodes a key as a JSON string; it runs
+// once per entry, when the entry is created.
+func New[T any](quote func(string) string) *Map[T] {
+	return &Map[T]{m: xsync.NewMapOf[string, *Entry[T]](), quote: quote}
+}
+
+// Lookup returns the live entry for key, creating it if there is none.
+// The entry is not pinned: it may be collected at the next Sweep unless a
+// guard pins it first.
+func (m *Map[T]) Lookup(key string) *Entry[T] {
+	if e, ok := m.m.Load(key); ok && !e.Dead() {
+		return e
+	}
+	return m.create(key)
+}
+
+// Get returns the live entry for key, if there is one, without creating
+// or pinning it.
+func (m *Map[T]) Get(key string) (*Entry[T], bool) {
+	e, ok := m.m.Load(key)
+	if !ok || e.Dead() {
+		return nil, false
+	}
+	return e, true
+}
+
+// Acquire returns the live entry for key, pinned.
+func (m *Map[T]) Acquire(key string) *Entry[T] {
+	for {
+		if e := m.Lookup(key); e.TryAcquire() {
+			return e
+		}
+	}
+}
+
+func (m *Map[T]) create(key string) *Entry[T] {
+	for {
+		e, loaded := m.m.LoadOrCompute(key, func() *Entry[T] {
+			// Clone: key may be a slice of a larger string the caller
+			// does not want kept alive for the entry's lifetime.
+			k := strings.Clone(key)
+			return &Entry[T]{key: k, quoted: m.quote(k)}
+		})
+		if !loaded {
+			m.push(e)
+			return e
+		}
+		if !e.Dead() {
+			return e
+		}
+		// Collected, but Sweep has not removed it from the map yet: do
+		// it here, then create a successor.
+		m.remove(e)
+	}
+}
+
+// push publishes a new entry to the next Sweep.
+func (m *Map[T]) push(e *Entry[T]) {
+	for {
+		head := m.fresh.Load()
+		e.next = head
+		if m.fresh.CompareAndSwap(head, e) {
+			return
+		}
+	}
+}
+
+// remove deletes e's key from the map if it still maps to e.
+func (m *Map[T]) remove(e *Entry[T]) {
+	m.m.Compute(e.key, func(old *Entry[T], loaded bool) (*Entry[T], bool) {
+		if loaded && old == e {
+			return nil, true // delete
+		}
+		return old, !loaded // keep what is there; store nothing if absent
+	})
+}
+
+// Len returns the number of entries in the map (not counting collected
+// entries that only the rows still hold).
+func (m *Map[T]) Len() int { return m.m.Size() }
+
+// Rows returns the pass's current view: every entry merged so far and not
+// yet dropped by Retain, sorted by key (invariant 3).
+func (m *Map[T]) Rows() []*Entry[T] { return m.rows }
+
+// Sweep merges the entries created since the last Sweep into the rows,
+// then collects every live row no guard pins, and returns the rows. The
+// collected rows are among them, dead, with their final counters: the
+// caller emits them and later drops them with Retain.
+func (m *Map[T]) Sweep() []*Entry[T] {
+	m.merge()
+	for _, e := range m.rows {
+		if e.refs.CompareAndSwap(0, dead) {
+			m.remove(e)
+		}
+	}
+	return m.rows
+}
+
+func (m *Map[T]) merge() {
+	batch := m.batch[:0]
+	for e := m.fresh.Swap(nil); e != nil; {
+		next := e.next
+		e.next = nil
+		batch = append(batch, e)
+		e = next
+	}
+	m.batch = batch
+	if len(batch) == 0 {
+		return
+	}
+	// Keys in one batch are distinct: a key's successor can only be
+	// created after its predecessor was collected, which happens in a
+	// Sweep after the predecessor was merged.
+	slices.SortFunc(batch, func(a, b *Entry[T]) int { return cmp.Compare(a.key, b.key) })
+	out := slices.Grow(m.spare[:0], len(m.rows)+len(batch))
+	i, j := 0, 0
+	for i < len(m.rows) && j < len(batch) {
+		// Existing rows first on equal keys: they are older.
+		if batch[j].key < m.rows[i].key {
+			out = append(out, batch[j])
+			j++
+		} else {
+			out = append(out, m.rows[i])
+			i++
+		}
+	}
+	out = append(out, m.rows[i:]...)
+	out = append(out, batch[j:]...)
+	clear(batch)
+	m.rows, m.spare = out, m.rows
+	clear(m.spare)
+}
+
+// Retain drops the dead rows for which settled reports true: collected
+// entries whose final state reached the wire. Live rows always stay.
+func (m *Map[T]) Retain(settled func(*Entry[T]) bool) {
+	// DeleteFunc zeroes the vacated tail, so dropped entries are not
+	// kept alive by the slice.
+	m.rows = slices.DeleteFunc(m.rows, func(e *Entry[T]) bool { return e.Dead() && settled(e) })
+}

@@ -1,0 +1,88 @@
+package moqstats
+
+import (
+	"sync"
+	"sync/atomic"
+
+	"github.com/moqstats/moqstats/counters"
+	"github.com/moqstats/moqstats/internal/moqpath"
+	"github.com/moqstats/moqstats/internal/registry"
+)
+
+// SessionBroadcasts turns one peer session's subscriptions into the
+// broadcasts / broadcasts_closed sentinel: the session's first live
+// subscription to a broadcast bumps broadcasts, its last one closing bumps
+// broadcasts_closed. Summed over sessions, broadcasts - broadcasts_closed
+// is the number of distinct sessions subscribed.
+//
+// Create one per session and side (Handle.PublisherBroadcasts,
+// Handle.SubscriberBroadcasts) and share it among the session's
+// goroutines: it is safe for concurrent use, and everything sharing it
+// counts as one session. Methods on a nil *SessionBroadcasts are no-ops.
+type SessionBroadcasts struct {
+	s    *Stats
+	slot int
+	mu   sync.Mutex
+	subs map[string]*subscription // by normalized path; guarded by mu
+}
+
+// subscription is one session's live subscriptions to one broadcast. It
+// pins the entry from the first subscription to the last close.
+type subscription struct {
+	key string
+	e   *registry.Entry[broadcastEntry]
+	n   int // live guards; guarded by SessionBroadcasts.mu
+}
+
+// Subscribe registers one subscription of this session to path. Hold the
+// guard for the subscription's lifetime and Close it when it ends. Paths
+// under the Stats prefix, and any path once the Stats is closed, get a nil
+// (no-op) guard.
+func (sb *SessionBroadcasts) Subscribe(path string) *SubscriptionGuard {
+	if sb == nil || sb.s.closed.Load() {
+		return nil
+	}
+	key := moqpath.Normalize(path)
+	if moqpath.HasPrefix(key, sb.s.prefix) {
+		return nil
+	}
+	sb.mu.Lock()
+	defer sb.mu.Unlock()
+	sub := sb.subs[key]
+	if sub == nil {
+		e := sb.s.broadcasts.Acquire(key)
+		// Under mu, so this session's first-open and last-close bumps
+		// are ordered, and broadcasts_closed never overtakes broadcasts.
+		e.Value.slots[sb.slot].Add(counters.Broadcasts, 1)
+		sub = &subscription{key: e.Key(), e: e}
+		sb.subs[key] = sub
+	}
+	sub.n++
+	return &SubscriptionGuard{sb: sb, sub: sub}
+}
+
+// SubscriptionGuard is one live subscription of a session to a broadcast.
+// Methods on a nil guard are no-ops.
+type SubscriptionGuard struct {
+	sb     *SessionBroadcasts
+	sub    *subscription
+	closed atomic.Bool
+}
+
+// Close releases the subscription; when it was the session's last to the
+// broadcast, it bumps broadcasts_closed. Only the first call has an effect.
+func (g *SubscriptionGuard) Close() {
+	if g == nil || !g.closed.CompareAndSwap(false, true) {
+		return
+	}
+	sb, sub := g.sb, g.sub
+	sb.mu.Lock()
+	defer sb.mu.Unlock()
+	sub.n--
+	if sub.n > 0 {
+		return
+	}
+	delete(sb.subs, sub.key)
+	sub.e.Value.slots[sb.slot].Add(counters.BroadcastsClosed, 1)
+	sub.e.Release()
+}

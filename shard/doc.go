@@ -1,0 +1,79 @@
+// Package shard provides Set, a group of Width monotonic counters that many
+// goroutines bump at once and one reader sums. A bump through a Lane costs
+// what one uncontended atomic add costs, and scales with cores when many
+// goroutines bump the same set.
+//
+// # Design
+//
+// A hot caller (a guard that bumps bytes and frames once per media frame)
+// attaches a Lane to the Set: a pointer to the cell its bumps land in. A
+// bump is one pointer load and one atomic add, small enough to inline with
+// no call, so the cell is chosen when the lane attaches, not per bump.
+// Choosing per bump (procPin, then add) was measured at about twice the
+// cost of an atomic add from one goroutine: the calls alone cost more than
+// the add.
+//
+// The set is adaptive, in the spirit of Java's LongAdder (Striped64): it
+// starts as one compact base cell, and the first lane of an idle set takes
+// it. Only when a second lane attaches while one is attached, so that two
+// goroutines may bump at the same instant, is the set inflated: it gets a
+// table of per-P slots, and each further lane a padded cell of its own P,
+// allocated on first use. A set bumped by one goroutine, which is most of a
+// relay's broadcasts, never allocates a cell.
+//
+// Which cell a lane takes depends on the build:
+//
+//   - default: the cell of the P the attaching goroutine runs on, read
+//     through runtime.procPin and runtime.procUnpin (linknamed; the
+//     runtime keeps them for this use, go.dev/issue/67401). Set.Repin moves
+//     a lane to the cell of its current P, for callers that can afford a
+//     call now and then (once per group).
+//   - tag moqstats_purego: the next cell round-robin, over one slot per
+//     CPU. No runtime internals; kept so the package builds the day the
+//     runtime closes that door.
+//
+// GOMAXPROCS may change at run time (Go follows cgroup limits). A P id
+// beyond the table grows the table, under the set's mutex, before it is
+// used, so every index is in range. Growth copies the slot pointers into a
+// larger table; cells never move and are never dropped, so bumps through
+// lanes that hold a cell from the old table are still summed.
+//
+// No lock, allocation or call is on the bump path. The set's mutex
+// serializes only table creation, growth and cell creation, which happen
+// when lanes attach.
+//
+// # Memory
+//
+// An uninflated Set costs unsafe.Sizeof(Set{}): Width counters plus a few
+// words, rounded up to whole lines so that two sets never share one (128
+// bytes on amd64 and arm64). Padding matters beyond the cells: a set header
+// that shared a line with a neighbour's hot counters made contended runs
+// several times slower. An inflated set adds
+//
+//	one table:  8 * nextPow2(GOMAXPROCS) bytes of slots (purego: NumCPU)
+//	per cell:   Width counters rounded up to whole lines (128 bytes)
+//
+// with one cell per P that attached a lane. At GOMAXPROCS=64 a set that two
+// goroutines bump costs 128 + 512 + 128 bytes; one bumped from all 64 Ps,
+// 128 + 512 + 64*128. Pad sizes are computed from unsafe.Sizeof against
+// cpu.CacheLinePad and asserted by tests.
+//
+// # Reading
+//
+// Sum adds up selected counters over the base cell and every cell. It is
+// not an atomic snapshot of the set: bumps that run during Sum may or may
+// not be included. What Sum does guarantee comes from Go's memory model,
+// under which all sync/atomic operations behave as if executed in one
+// sequentially consistent order, and an atomic operation that observes
+// another's effect is synchronized after it: if Sum observes a bump B (in
+// any cell), then every bump that happened before B is visible to every
+// load Sum or a later Sum makes afterwards. A cell is published (stored in
+// its slot) before any lane can point at it, so a bump that happened before
+// B went to a cell that a later load of the table and its slots reaches:
+// each Sum loads the table afresh, and a later table holds every cell of an
+// earlier one. Package counters builds its closed-before-open snapshot on
+// exactly this.
+//
+// Counters wrap at 2^64 like any uint64; at 100 Gbit/s a byte counter
+// takes 46 years to wrap.
+package shard

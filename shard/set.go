@@ -1,0 +1,285 @@
+package shard
+
+import (
+	"math/bits"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"unsafe"
+
+	"golang.org/x/sys/cpu"
+)
+
+// Width is the number of counters in a Set: the nine of one
+// (broadcast, role, tier) slot, the widest group moqstats keeps. Narrower
+// groups (a session gauge has two) use a prefix.
+const Width = 9
+
+// lineSize is the unit of all padding here: the cache line size of the
+// target as golang.org/x/sys/cpu knows it (64 on amd64, 128 on arm64).
+const lineSize = unsafe.Sizeof(cpu.CacheLinePad{})
+
+// Cell is one shard of counters: Width adjacent uint64s. A Lane points at
+// one.
+type Cell = [Width]atomic.Uint64
+
+// Sizes of the padded types, rounded up to whole lines. Constant
+// expressions, so the padding arrays below are sized at compile time.
+const (
+	cellFieldsSize = unsafe.Sizeof(Cell{})
+	cellSize       = (cellFieldsSize + lineSize - 1) / lineSize * lineSize
+	setFieldsSize  = unsafe.Sizeof(setFields{})
+	setSize        = (setFieldsSize + lineSize - 1) / lineSize * lineSize
+)
+
+// cell is a Cell padded to whole lines and allocated on its own, so two
+// cells never share a line and bumps from different Ps never write the
+// same line. On amd64 the nine counters take 72 bytes and the cell 128, a
+// line pair, which also keeps Intel's adjacent-line prefetcher from
+// coupling two cells (the reason sync.Pool pads its per-P locals to 128).
+type cell struct {
+	v Cell
+	_ [cellSize - cellFieldsSize]byte
+}
+
+// table holds an inflated Set's cells, one slot per P (or per CPU in the
+// purego build). Slots fill lazily. A table never shrinks and a filled slot
+// never changes; a larger table replacing it starts as a copy of it, and
+// both happen under Set.mu, so a later table reaches every cell an earlier
+// one did.
+type table struct {
+	slots []atomic.Pointer[cell] // length is a power of two
+}
+
+// setFields is Set without its padding; it exists so the pad below can be
+// computed from its size.
+type setFields struct {
+	// base takes the one lane that attaches to an idle set, and one-off
+	// bumps when there is no cell for the caller. Summed forever.
+	base Cell
+	// lanes counts attached lanes. Only a lane that makes it 1 may take
+	// base, so no two lanes ever share base.
+	lanes atomic.Int32
+	// table is nil until a lane attaches while another is attached (the
+	// set may then be bumped from two goroutines at once). Replaced only
+	// by a larger table, under mu.
+	table atomic.Pointer[table]
+	// mu serializes table creation, growth and cell creation. Never taken
+	// on a bump.
+	mu sync.Mutex
+	// rr is the round-robin cursor of the purego build; guarded by mu.
+	rr uint32
+}
+
+// A Set is a group of Width uint64 counters that only go up. The zero
+// value is ready to use. A Set must not be copied after first use (go vet
+// reports copies: its atomics carry noCopy markers).
+//
+// Hot callers bump through a Lane attached to the set; one-off bumps use
+// Add. Everything is safe for concurrent use, and Sum may run concurrently
+// with bumps.
+type Set struct {
+	setFields
+	_ [setSize - setFieldsSize]byte
+}
+
+// A Lane is one caller's path into a Set: a pointer to the cell its bumps
+// land in. A guard embeds one. Bumping through a lane is a pointer load and
+// an atomic add, inlined into the caller. The zero Lane is detached and
+// drops bumps.
+type Lane struct {
+	// c is the attached cell, nil when detached. Written by Attach,
+	// Repin (compare-and-swap, so it cannot revive a detached lane) and
+	// Detach (swap to nil); read by every bump.
+	c atomic.Pointer[Cell]
+}
+
+// Add adds n to counter i of the lane's cell, or does nothing when the
+// lane is detached. i must be in [0, Width); callers pass constants.
+func (l *Lane) Add(i int, n uint64) {
+	if c := l.c.Load(); c != nil {
+		c[i].Add(n)
+	}
+}
+
+// Attached reports whether l is attached to a set.
+func (l *Lane) Attached() bool { return l.c.Load() != nil }
+
+// Attach attaches l, which must be detached, to s. The first lane of an
+// idle set takes the base cell, so a set bumped by one goroutine never
+// allocates. Any other lane gets a cell of its own P (purego: the next
+// cell round-robin), inflating the set on first need.
+func (s *Set) Attach(l *Lane) {
+	if s.lanes.Add(1) == 1 && s.table.Load() == nil {
+		l.c.Store(&s.base)
+		return
+	}
+	l.c.Store(s.laneCell())
+}
+
+// Detach detaches l from s. It reports false, and changes nothing, when l
+// was not attached. Bumps that loaded the cell before Detach still land
+// in it and are counted.
+func (s *Set) Detach(l *Lane) bool {
+	if l.c.Swap(nil) == nil {
+		return false
+	}
+	s.lanes.Add(-1)
+	return true
+}
+
+// Repin moves an attached lane of an inflated set to the cell of the P it
+// runs on now, following a goroutine that migrated since it attached.
+// Bumps racing the move land in the old or the new cell; both are summed.
+// A no-op in the purego build, which has no P to follow.
+func (s *Set) Repin(l *Lane) {
+	if !procPinned || s.table.Load() == nil {
+		return
+	}
+	old := l.c.Load()
+	if old == nil {
+		return
+	}
+	if c := s.pCell(pid(), true); c != old {
+		l.c.CompareAndSwap(old, c)
+	}
+}
+
+// Add adds n to counter i for a one-off bump (a guard opening or
+// closing). It lands in the caller's P cell when that cell exists, and in
+// the base cell otherwise, so it never allocates.
+func (s *Set) Add(i int, n uint64) {
+	if procPinned && s.table.Load() != nil {
+		if c := s.pCell(pid(), false); c != nil {
+			c[i].Add(n)
+			return
+		}
+	}
+	s.base[i].Add(n)
+}
+
+// laneCell returns the cell for a lane that cannot take base.
+func (s *Set) laneCell() *Cell {
+	if procPinned {
+		return s.pCell(pid(), true)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	t := s.tableLocked(0)
+	i := s.rr & uint32(len(t.slots)-1)
+	s.rr++
+	return t.cellLocked(int(i))
+}
+
+// pCell returns the cell of slot p, or nil when it does not exist yet and
+// create is false. With create, it inflates the set and grows its table as
+// needed, so the result is never nil and p is always in range.
+func (s *Set) pCell(p int, create bool) *Cell {
+	if t := s.table.Load(); t != nil && p < len(t.slots) {
+		if c := t.slots[p].Load(); c != nil {
+			return &c.v
+		}
+	}
+	if !create {
+		return nil
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.tableLocked(p).cellLocked(p)
+}
+
+// tableLocked returns the set's table, creating it or growing it so that
+// slot p exists. s.mu must be held.
+func (s *Set) tableLocked(p int) *table {
+	t := s.table.Load()
+	if t != nil && p < len(t.slots) {
+		return t
+	}
+	n := nextPow2(max(p+1, initialSlots()))
+	if t != nil {
+		n = max(n, 2*len(t.slots))
+	}
+	nt := &table{slots: make([]atomic.Pointer[cell], n)}
+	if t != nil {
+		for i := range t.slots {
+			nt.slots[i].Store(t.slots[i].Load())
+		}
+	}
+	s.table.Store(nt)
+	return nt
+}
+
+// cellLocked returns the cell of slot p, creating it. The caller's set
+// mutex must be held.
+func (t *table) cellLocked(p int) *Cell {
+	c := t.slots[p].Load()
+	if c == nil {
+		c = new(cell)
+		t.slots[p].Store(c)
+	}
+	return &c.v
+}
+
+// Sum adds, for every counter i whose bit (1<<i) is set in mask, the
+// counter's total over all cells to dst[i]. It is not an atomic snapshot:
+// see the package doc for what a Sum concurrent with bumps observes. Each
+// call loads the table afresh, so a later call covers every cell an
+// earlier call covered.
+func (s *Set) Sum(dst *[Width]uint64, mask uint16) {
+	for m := mask; m != 0; m &= m - 1 {
+		i := bits.TrailingZeros16(m)
+		dst[i] += s.base[i].Load()
+	}
+	t := s.table.Load()
+	if t == nil {
+		return
+	}
+	for p := range t.slots {
+		c := t.slots[p].Load()
+		if c == nil {
+			continue
+		}
+		for m := mask; m != 0; m &= m - 1 {
+			i := bits.TrailingZeros16(m)
+			dst[i] += c.v[i].Load()
+		}
+	}
+}
+
+// Inflated reports whether the set has a table of cells.
+func (s *Set) Inflated() bool { return s.table.Load() != nil }
+
+// Cells returns the number of cells the set has allocated beyond its base:
+// 0 until a second lane attaches. Memory tests use it.
+func (s *Set) Cells() int {
+	t := s.table.Load()
+	if t == nil {
+		return 0
+	}
+	n := 0
+	for p := range t.slots {
+		if t.slots[p].Load() != nil {
+			n++
+		}
+	}
+	return n
+}
+
+// Slots returns the length of the set's table, 0 when not inflated.
+func (s *Set) Slots() int {
+	if t := s.table.Load(); t != nil {
+		return len(t.slots)
+	}
+	return 0
+}
+
+func nextPow2(n int) int {
+	if n <= 1 {
+		return 1
+	}
+	return 1 << bits.Len(uint(n-1))
+}
+
+// procs is GOMAXPROCS now. runtime.GOMAXPROCS(0) takes the scheduler lock,
+// which is fine only because it runs when a table is created or grown.
+func procs() int { return runtime.GOMAXPROCS(0) }

@@ -1,0 +1,258 @@
+package shard
+
+import (
+	"runtime"
+	"sync"
+	"testing"
+	"unsafe"
+
+	"github.com/moqstats/moqstats/internal/race"
+)
+
+func TestPaddingIsWholeLines(t *testing.T) {
+	if lineSize == 0 || lineSize&(lineSize-1) != 0 {
+		t.Fatalf("lineSize = %d, want a power of two", lineSize)
+	}
+	for _, tc := range []struct {
+		name        string
+		size, inner uintptr
+	}{
+		{"cell", unsafe.Sizeof(cell{}), unsafe.Sizeof(Cell{})},
+		{"Set", unsafe.Sizeof(Set{}), unsafe.Sizeof(setFields{})},
+	} {
+		if tc.size%lineSize != 0 {
+			t.Errorf("Sizeof(%s) = %d, want a multiple of the %d-byte line", tc.name, tc.size, lineSize)
+		}
+		if tc.size < tc.inner || tc.size-tc.inner >= lineSize {
+			t.Errorf("Sizeof(%s) = %d for %d bytes of fields, want the fields rounded up to the next line", tc.name, tc.size, tc.inner)
+		}
+	}
+}
+
+func sum(s *Set) [Width]uint64 {
+	var v [Width]uint64
+	s.Sum(&v, 1<<Width-1)
+	return v
+}
+
+func TestFirstLaneTakesBaseWithoutInflating(t *testing.T) {
+	var s Set
+	var l Lane
+	s.Attach(&l)
+	l.Add(3, 7)
+	l.Add(3, 5)
+	if s.table.Load() != nil {
+		t.Fatalf("one lane inflated the set; want base only")
+	}
+	if got := l.c.Load(); got != &s.base {
+		t.Fatalf("first lane points at %p, want base %p", got, &s.base)
+	}
+	if got := sum(&s)[3]; got != 12 {
+		t.Fatalf("Sum = %d, want 12", got)
+	}
+}
+
+func TestSecondConcurrentLaneGetsItsOwnCell(t *testing.T) {
+	var s Set
+	var a, b Lane
+	s.Attach(&a)
+	s.Attach(&b)
+	if !s.Inflated() {
+		t.Fatalf("second concurrent lane did not inflate the set")
+	}
+	if a.c.Load() == b.c.Load() {
+		t.Fatalf("two concurrent lanes share cell %p; want base and a cell", a.c.Load())
+	}
+	if got := s.Cells(); got != 1 {
+		t.Fatalf("Cells() = %d, want 1 (one cell for the second lane)", got)
+	}
+	a.Add(0, 1)
+	b.Add(0, 2)
+	s.Add(0, 4)
+	if got := sum(&s)[0]; got != 7 {
+		t.Fatalf("Sum = %d, want 7 over base and cell", got)
+	}
+}
+
+func TestLaneAfterIdleReusesBase(t *testing.T) {
+	var s Set
+	var a, b Lane
+	s.Attach(&a)
+	s.Detach(&a)
+	s.Attach(&b)
+	if s.Inflated() {
+		t.Fatalf("sequential lanes inflated the set; want base reused")
+	}
+	if b.c.Load() != &s.base {
+		t.Fatalf("lane of an idle set is not on base")
+	}
+}
+
+func TestDetachIsIdempotentAndDropsLaterBumps(t *testing.T) {
+	var s Set
+	var l Lane
+	s.Attach(&l)
+	l.Add(1, 1)
+	if !s.Detach(&l) {
+		t.Fatalf("first Detach = false, want true")
+	}
+	if s.Detach(&l) {
+		t.Fatalf("second Detach = true, want false")
+	}
+	l.Add(1, 100)
+	if got := sum(&s)[1]; got != 1 {
+		t.Fatalf("Sum = %d after a bump on a detached lane, want 1", got)
+	}
+	if got := s.lanes.Load(); got != 0 {
+		t.Fatalf("lanes = %d after detach twice, want 0", got)
+	}
+	var zero Lane
+	zero.Add(1, 1) // a zero Lane drops bumps
+	if got := sum(&s)[1]; got != 1 {
+		t.Fatalf("a zero Lane bumped the set")
+	}
+}
+
+// TestConcurrentBumpsSumExactly checks that no bump is lost across base,
+// cells, lanes attaching and detaching, and one-off adds.
+func TestConcurrentBumpsSumExactly(t *testing.T) {
+	const goroutines, rounds, perRound = 8, 50, 100
+	var s Set
+	var wg sync.WaitGroup
+	for g := range goroutines {
+		wg.Go(func() {
+			for r := range rounds {
+				var l Lane
+				s.Attach(&l)
+				for range perRound {
+					l.Add(6, 3)
+					l.Add(7, 1)
+				}
+				if r%8 == 0 {
+					s.Repin(&l)
+				}
+				s.Add(0, uint64(g+1))
+				s.Detach(&l)
+			}
+		})
+	}
+	wg.Wait()
+	v := sum(&s)
+	if want := uint64(goroutines * rounds * perRound * 3); v[6] != want {
+		t.Errorf("counter 6 = %d, want %d", v[6], want)
+	}
+	if want := uint64(goroutines * rounds * perRound); v[7] != want {
+		t.Errorf("counter 7 = %d, want %d", v[7], want)
+	}
+	if want := uint64(rounds * goroutines * (goroutines + 1) / 2); v[0] != want {
+		t.Errorf("counter 0 = %d, want %d", v[0], want)
+	}
+}
+
+// TestSumOfClosedBeforeOpenNeverShowsMoreClosed runs the pattern counters
+// relies on: an open bump on one lane, then a close bump on another cell,
+// while a reader sums the closed counter first and the open one second.
+func TestSumOfClosedBeforeOpenNeverShowsMoreClosed(t *testing.T) {
+	const open, closed = 0, 1
+	var s Set
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Go(func() {
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				var l Lane
+				s.Attach(&l)
+				l.Add(open, 1)
+				runtime.Gosched()
+				s.Add(closed, 1)
+				s.Detach(&l)
+			}
+		})
+	}
+	for range 20000 {
+		var v [Width]uint64
+		s.Sum(&v, 1<<closed)
+		s.Sum(&v, 1<<open)
+		if v[closed] > v[open] {
+			close(stop)
+			wg.Wait()
+			t.Fatalf("Sum shows closed %d > open %d", v[closed], v[open])
+		}
+	}
+	close(stop)
+	wg.Wait()
+}
+
+func TestGOMAXPROCSChangeKeepsCellsInRange(t *testing.T) {
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
+	var s Set
+	var first, second Lane
+	s.Attach(&first)
+	s.Attach(&second) // inflates with a table sized for one P
+	if got := s.Slots(); got < 1 {
+		t.Fatalf("Slots() = %d after inflation, want >= 1", got)
+	}
+	runtime.GOMAXPROCS(16)
+	const goroutines, bumps = 32, 1000
+	var wg sync.WaitGroup
+	for range goroutines {
+		wg.Go(func() {
+			var l Lane
+			s.Attach(&l)
+			for i := range bumps {
+				l.Add(2, 1)
+				if i%100 == 0 {
+					s.Repin(&l)
+					runtime.Gosched()
+				}
+			}
+			s.Add(3, 1)
+			s.Detach(&l)
+		})
+	}
+	wg.Wait()
+	runtime.GOMAXPROCS(2)
+	var l Lane
+	s.Attach(&l)
+	s.Repin(&l)
+	l.Add(2, 1)
+	v := sum(&s)
+	if want := uint64(goroutines*bumps + 1); v[2] != want {
+		t.Fatalf("counter 2 = %d after GOMAXPROCS 1 -> 16 -> 2, want %d", v[2], want)
+	}
+	if v[3] != goroutines {
+		t.Fatalf("counter 3 = %d, want %d", v[3], goroutines)
+	}
+	if Variant == "procpin" && s.Slots() < 16 {
+		t.Fatalf("Slots() = %d after running on 16 Ps, want >= 16", s.Slots())
+	}
+}
+
+func TestBumpAndSumAllocateNothing(t *testing.T) {
+	if race.Enabled {
+		t.Skip("the race detector allocates")
+	}
+	var s Set
+	var a, b Lane
+	s.Attach(&a)
+	s.Attach(&b)
+	var v [Width]uint64
+	for _, tc := range []struct {
+		name string
+		f    func()
+	}{
+		{"Lane.Add", func() { a.Add(6, 1200); b.Add(7, 1) }},
+		{"Set.Add", func() { s.Add(0, 1) }},
+		{"Set.Sum", func() { s.Sum(&v, 1<<Width-1) }},
+		{"Set.Repin", func() { s.Repin(&b) }},
+	} {
+		if n := testing.AllocsPerRun(1000, tc.f); n != 0 {
+			t.Errorf("%s allocates %v times per call, want 0", tc.name, n)
+		}
+	}
+}
