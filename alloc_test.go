@@ -88,3 +88,18 @@ func TestBumpsInline(t *testing.T) {
 		}
 	}
 }
+
+// TestSlotsPaddedToAlignedSizeClasses pins the layout that keeps every
+// slot's counters on cache lines of their own: slots and broadcast entries
+// (which hold their first slot at offset 0) have power-of-two sizes,
+// multiples of the line, which Go's allocator aligns to their size.
+func TestSlotsPaddedToAlignedSizeClasses(t *testing.T) {
+	for name, size := range map[string]uintptr{"slot": moqstats.SlotSize, "entry": moqstats.EntrySize} {
+		if size&(size-1) != 0 || size%moqstats.LineSize != 0 {
+			t.Errorf("%s size %d: want a power of two and a multiple of the %d-byte line", name, size, moqstats.LineSize)
+		}
+	}
+	if moqstats.FirstSlotOffset != 0 {
+		t.Errorf("an entry's own slot is at offset %d, want 0", moqstats.FirstSlotOffset)
+	}
+}

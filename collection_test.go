@@ -1,6 +1,7 @@
 package moqstats_test
 
 import (
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"sync"
@@ -33,8 +34,9 @@ func frames[V any](t *testing.T, o *memorigin.Origin, s *moqstats.Stats, track s
 }
 
 // The reference loses an entry whose last guard closes between its
-// snapshot pass and its GC pass. Here a pass collects first and reads
-// second, so guards that open or close around that point are never lost.
+// snapshot pass and its GC pass. Here a pass collects each row right
+// before reading it, so guards that open or close while a pass runs are
+// never lost.
 func TestGuardClosedDuringPassIsNeverLost(t *testing.T) {
 	s, o := setup(t)
 	all := frames[Snapshot](t, o, s, moqstats.TrackPublisher)
@@ -42,10 +44,10 @@ func TestGuardClosedDuringPassIsNeverLost(t *testing.T) {
 	held := h.Broadcast("held").PublisherTrack("v")
 	held.Bytes(1)
 	var once sync.Once
-	defer moqstats.SetHookAfterCollect(func() {
+	defer moqstats.SetHookDuringPass(func() {
 		once.Do(func() {
-			// Between collection and reading: close a pinned entry's
-			// last guard, and open and close a brand-new entry.
+			// While the pass runs: close a pinned entry's last guard,
+			// and open and close a brand-new entry.
 			held.Bytes(2)
 			held.Close()
 			fresh := h.Broadcast("fresh").PublisherTrack("v")
@@ -70,28 +72,35 @@ func TestGuardClosedDuringPassIsNeverLost(t *testing.T) {
 }
 
 // A successor created while its collected predecessor's final frame is
-// pending waits one pass: the frame never carries a key twice, and the
-// predecessor's final counts come before the successor's reset.
+// pending (here, because writing it failed) waits one pass: the frame never
+// carries a key twice, and the predecessor's final counts come before the
+// successor's reset.
 func TestSuccessorWaitsForPredecessorFinalFrame(t *testing.T) {
 	s, o := setup(t)
 	all := frames[Snapshot](t, o, s, moqstats.TrackPublisher)
+	b, _ := o.Lookup(s.Path())
 	h := s.Tier(moqstats.External)
 	old := h.Broadcast("k").PublisherTrack("v")
 	old.Bytes(10)
 	flush(t, s)
 	old.Close()
-	var succ *moqstats.TrackGuard
-	var once sync.Once
-	restore := moqstats.SetHookAfterCollect(func() {
-		once.Do(func() {
-			succ = h.Broadcast("k").PublisherTrack("v")
-			succ.Bytes(3)
-		})
+	b.SetWriteHook(func(track string, _ []byte) error {
+		if track == moqstats.TrackPublisher {
+			return errors.New("link down")
+		}
+		return nil
 	})
-	flush(t, s) // collects the old entry; the successor appears meanwhile
-	restore()
-	flush(t, s)
+	if err := s.Flush(); err == nil {
+		t.Fatal("Flush with a failing track returned nil")
+	}
+	// The old entry is collected, its final frame pending: a new guard
+	// creates a successor.
+	succ := h.Broadcast("k").PublisherTrack("v")
 	defer succ.Close()
+	succ.Bytes(3)
+	b.SetWriteHook(nil)
+	flush(t, s)
+	flush(t, s)
 	var got []Snapshot
 	for _, f := range all() {
 		if v, ok := f["k"]; ok {

@@ -1,8 +1,11 @@
 package moqstats
 
 import (
+	"unsafe"
+
 	"github.com/moqstats/moqstats/counters"
 	"github.com/moqstats/moqstats/internal/moqpath"
+	"github.com/moqstats/moqstats/internal/registry"
 )
 
 // Internals exposed to the black-box tests in package moqstats_test.
@@ -20,7 +23,10 @@ func Raw(s *Stats, t Tier, r role, path string) (snap counters.Snapshot, ok bool
 	if !ok {
 		return snap, false
 	}
-	return e.Value.slots[slot(t, r)].Read(), true
+	if sl := e.Value.slots[slotIndex(t, r)].Load(); sl != nil {
+		return sl.Read(), true
+	}
+	return snap, true
 }
 
 // HasEntry reports whether path has a live (uncollected) entry.
@@ -51,19 +57,43 @@ func Shards(s *Stats, t Tier, r role, path string) int {
 	if !ok {
 		return -1
 	}
-	return e.Value.slots[slot(t, r)].Shards()
+	if sl := e.Value.slots[slotIndex(t, r)].Load(); sl != nil {
+		return sl.Shards()
+	}
+	return 0
 }
 
-// SetHookAfterCollect installs f to run in every pass between collection
-// and reading, and returns a function that removes it.
-func SetHookAfterCollect(f func()) (restore func()) {
-	testHookAfterCollect.Store(&f)
-	return func() { testHookAfterCollect.Store(nil) }
+// SetHookDuringPass installs f to run in every pass after it merged new
+// entries and before it collects and reads its rows, and returns a
+// function that removes it.
+func SetHookDuringPass(f func()) (restore func()) {
+	testHookDuringPass.Store(&f)
+	return func() { testHookDuringPass.Store(nil) }
 }
 
 // SetHookDropped installs f to run for every collected broadcast entry a
-// pass forgets, with the final counters it wrote for each slot.
+// pass forgets, with the final counters it wrote for each slot (zero for
+// slots never used).
 func SetHookDropped(f func(key string, final *[4]counters.Snapshot)) (restore func()) {
-	testHookDropped.Store(&f)
+	hook := func(key string, e *broadcastEntry) {
+		var final [4]counters.Snapshot
+		for i := range e.slots {
+			if sl := e.slots[i].Load(); sl != nil {
+				final[i] = sl.emitted.Value()
+			}
+		}
+		f(key, &final)
+	}
+	testHookDropped.Store(&hook)
 	return func() { testHookDropped.Store(nil) }
 }
+
+// SlotSize is the padded size of a slot's allocation, EntrySize that of a
+// broadcast's registry entry, and LineSize the cache line size they are
+// padded against. FirstSlotOffset is where the entry's own slot sits.
+const (
+	SlotSize        = unsafe.Sizeof(slot{})
+	EntrySize       = unsafe.Sizeof(registry.Entry[broadcastEntry]{})
+	LineSize        = lineSize
+	FirstSlotOffset = unsafe.Offsetof(broadcastEntry{}.first)
+)

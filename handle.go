@@ -38,8 +38,8 @@ const (
 	subscriber             // ingress: this node subscribes from a peer
 )
 
-// slot indexes broadcastEntry.slots and Stats.tracks.
-func slot(t Tier, r role) int { return int(t)*2 + int(r) }
+// slotIndex indexes broadcastEntry.slots and Stats.tracks.
+func slotIndex(t Tier, r role) int { return int(t)*2 + int(r) }
 
 // Handle is a tier-scoped view of a Stats: what a session holds to count
 // its traffic. It is a small value, cheap to copy, and pins nothing. The
@@ -89,7 +89,7 @@ func (h Handle) sessionBroadcasts(r role) *SessionBroadcasts {
 	if h.live() == nil {
 		return nil
 	}
-	return &SessionBroadcasts{s: h.s, slot: slot(h.tier, r), subs: map[string]*subscription{}}
+	return &SessionBroadcasts{s: h.s, slot: slotIndex(h.tier, r), subs: map[string]*subscription{}}
 }
 
 // Session records a session connected under auth root on this tier: hold
@@ -143,7 +143,7 @@ func (b BroadcastStats) open(r role) *BroadcastGuard {
 	if e == nil {
 		return nil
 	}
-	c := &e.Value.slots[slot(b.tier, r)]
+	c := &e.Value.slot(slotIndex(b.tier, r)).Counters
 	c.Add(counters.Announced, 1)
 	return &BroadcastGuard{e: e, c: c}
 }
@@ -162,5 +162,5 @@ func (b BroadcastStats) track(r role) *TrackGuard {
 	if e == nil {
 		return nil
 	}
-	return newTrackGuard(e, &e.Value.slots[slot(b.tier, r)])
+	return newTrackGuard(e, &e.Value.slot(slotIndex(b.tier, r)).Counters)
 }

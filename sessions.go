@@ -31,7 +31,8 @@ type SessionBroadcasts struct {
 type subscription struct {
 	key string
 	e   *registry.Entry[broadcastEntry]
-	n   int // live guards; guarded by SessionBroadcasts.mu
+	c   *counters.Counters // e's counters for the tracker's slot
+	n   int                // live guards; guarded by SessionBroadcasts.mu
 }
 
 // Subscribe registers one subscription of this session to path. Hold the
@@ -51,10 +52,11 @@ func (sb *SessionBroadcasts) Subscribe(path string) *SubscriptionGuard {
 	sub := sb.subs[key]
 	if sub == nil {
 		e := sb.s.broadcasts.Acquire(key)
+		c := &e.Value.slot(sb.slot).Counters
 		// Under mu, so this session's first-open and last-close bumps
 		// are ordered, and broadcasts_closed never overtakes broadcasts.
-		e.Value.slots[sb.slot].Add(counters.Broadcasts, 1)
-		sub = &subscription{key: e.Key(), e: e}
+		c.Add(counters.Broadcasts, 1)
+		sub = &subscription{key: e.Key(), e: e, c: c}
 		sb.subs[key] = sub
 	}
 	sub.n++
@@ -83,6 +85,6 @@ func (g *SubscriptionGuard) Close() {
 		return
 	}
 	delete(sb.subs, sub.key)
-	sub.e.Value.slots[sb.slot].Add(counters.BroadcastsClosed, 1)
+	sub.c.Add(counters.BroadcastsClosed, 1)
 	sub.e.Release()
 }

@@ -6,6 +6,9 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unsafe"
+
+	"golang.org/x/sys/cpu"
 
 	"github.com/moqstats/moqstats/counters"
 	"github.com/moqstats/moqstats/encode"
@@ -33,24 +36,85 @@ type Stats struct {
 	mu            sync.Mutex
 	finished      bool // Close ran its final pass
 	tracks        [4]snapshot.Track[counters.Snapshot]
+	touched       uint64 // keeps readBroadcasts' prefetching loads
 	sessionTracks [2]snapshot.Track[counters.SessionSnapshot]
 }
 
 // broadcastEntry is one broadcast path's state: its counters per slot
-// (tier*2 + role), and, owned by the pass, what was last written for each.
+// (tier*2 + role), each set up when a guard first uses it. Most broadcasts
+// use one or two of the four slots; the first slot used lives in the entry
+// itself, so the pass reads a typical broadcast, key and counters, from one
+// object.
+//
+// The registry entry holding it is padded to entrySize, a power of two, so
+// Go's allocator aligns it to its size and first, at offset 0, shares no
+// cache line with another entry.
 type broadcastEntry struct {
-	slots   [4]counters.Counters
-	emitted [4]counters.Snapshot
+	broadcastFields
+	_ [entrySize - unsafe.Sizeof(registry.Entry[broadcastFields]{})]byte
 }
+
+type broadcastFields struct {
+	first      slot
+	slots      [4]atomic.Pointer[slot]
+	firstTaken atomic.Bool // first is, or is being, installed in slots
+}
+
+const entrySize = 512
+
+// slot returns slot i, setting it up.
+func (b *broadcastEntry) slot(i int) *slot {
+	if sl := b.slots[i].Load(); sl != nil {
+		return sl
+	}
+	sl := &b.first
+	if !b.firstTaken.CompareAndSwap(false, true) {
+		sl = new(slot)
+	}
+	if b.slots[i].CompareAndSwap(nil, sl) {
+		return sl
+	}
+	// Another guard set up slot i first.
+	if sl == &b.first {
+		b.firstTaken.Store(false)
+	}
+	return b.slots[i].Load()
+}
+
+// touch loads a word from each cache line the pass reads in sl, and
+// returns a value derived from them so the loads are kept.
+func (sl *slot) touch() uint64 {
+	return sl.Counters.Touch() + sl.emitted.Value().Groups
+}
+
+// slotFields is one (broadcast, tier, role)'s counters, and, owned by the
+// pass, what it last put in a frame for them.
+type slotFields struct {
+	counters.Counters
+	emitted snapshot.Emitted[counters.Snapshot]
+}
+
+// slot pads slotFields to a power of two, a multiple of two cache lines.
+// Go's allocator places objects of such sizes at multiples of their size,
+// so the counters at offset 0 always start a line and share none with
+// another slot's.
+type slot struct {
+	slotFields
+	_ [slotSize - unsafe.Sizeof(slotFields{})]byte
+}
+
+const (
+	lineSize  = unsafe.Sizeof(cpu.CacheLinePad{})
+	slotAlign = 2 * lineSize
+	slotSize  = (unsafe.Sizeof(slotFields{}) + slotAlign - 1) / slotAlign * slotAlign
+)
 
 // sessionEntry is one auth root's session gauge on one tier, and what the
-// pass last wrote for it.
+// pass last put in a frame for it.
 type sessionEntry struct {
 	gauge   counters.Gauge
-	emitted counters.SessionSnapshot
+	emitted snapshot.Emitted[counters.SessionSnapshot]
 }
-
-func quote(key string) string { return string(encode.AppendString(nil, key)) }
 
 // New builds a Stats from cfg. With an Origin, it publishes the stats
 // broadcast, writes the baseline frame {} on all six tracks, and starts
@@ -77,15 +141,15 @@ func New(cfg Config) (*Stats, error) {
 	}
 	s.enabled = true
 	s.bc = bc
-	s.broadcasts = registry.New[broadcastEntry](quote)
+	s.broadcasts = registry.New[broadcastEntry](encode.AppendString)
 	for t := range s.sessions {
-		s.sessions[t] = registry.New[sessionEntry](quote)
+		s.sessions[t] = registry.New[sessionEntry](encode.AppendString)
 	}
 	for i := range s.tracks {
-		s.tracks[i].Name = tracks[i]
+		s.tracks[i] = snapshot.Track[counters.Snapshot]{Name: tracks[i], AppendMembers: encode.AppendBroadcastMembers}
 	}
 	for i := range s.sessionTracks {
-		s.sessionTracks[i].Name = tracks[len(s.tracks)+i]
+		s.sessionTracks[i] = snapshot.Track[counters.SessionSnapshot]{Name: tracks[len(s.tracks)+i], AppendMembers: encode.AppendSessionMembers}
 	}
 	if err := s.Flush(); err != nil {
 		return nil, errors.Join(fmt.Errorf("moqstats: writing baseline frames: %w", err), bc.Close())
@@ -181,68 +245,142 @@ func (s *Stats) run() {
 	}
 }
 
-// Test hooks. testHookAfterCollect runs inside every pass between
-// collecting entries and reading them; testHookDropped runs for every
-// collected entry the pass forgets, with the final counters it wrote.
+// Test hooks. testHookDuringPass runs inside every pass after it merged
+// new entries into its view and before it collects and reads them;
+// testHookDropped runs for every collected entry the pass forgets.
 var (
-	testHookAfterCollect atomic.Pointer[func()]
-	testHookDropped      atomic.Pointer[func(key string, final *[4]counters.Snapshot)]
+	testHookDuringPass atomic.Pointer[func()]
+	testHookDropped    atomic.Pointer[func(key string, final *broadcastEntry)]
 )
 
 // pass is one snapshot pass. s.mu must be held.
 //
-// Order matters: Sweep first collects unpinned entries (after which their
-// counters are final) and only then does the pass read every row, the
-// collected ones included. Collected rows are dropped only once every
-// track committed their final values, so an entry that opens and closes
-// between two passes is always emitted.
+// Each row is collected (if no guard pins it, after which its counters
+// are final) right before it is read, so a collected entry's final counts
+// are always in the frames built from this pass. Collected rows are
+// dropped only once every track committed their final values, so an entry
+// that opens and closes between two passes is always emitted. Collection,
+// reading and offering share one loop so each entry's memory is visited
+// once per pass.
 func (s *Stats) pass() error {
-	rows := s.broadcasts.Sweep()
+	rows := s.broadcasts.Merge()
 	var sessionRows [2][]*registry.Entry[sessionEntry]
 	for t, m := range s.sessions {
-		sessionRows[t] = m.Sweep()
+		sessionRows[t] = m.Merge()
 	}
-	if hook := testHookAfterCollect.Load(); hook != nil {
+	if hook := testHookDuringPass.Load(); hook != nil {
 		(*hook)()
 	}
 
 	for i := range s.tracks {
 		s.tracks[i].Reset()
 	}
-	for _, e := range rows {
-		v := &e.Value
-		for i := range v.slots {
-			s.tracks[i].Offer(e.Key(), e.Quoted(), v.slots[i].Read(), &v.emitted[i])
-		}
-	}
+	collected := s.readBroadcasts(rows)
 	var errs []error
 	for i := range s.tracks {
-		errs = appendErr(errs, flush(s.bc, &s.tracks[i], encode.AppendBroadcastFrame))
+		errs = appendErr(errs, flush(s.bc, &s.tracks[i]))
 	}
-	s.broadcasts.Retain(func(e *registry.Entry[broadcastEntry]) bool {
-		for i := range e.Value.slots {
-			if e.Value.slots[i].Read() != e.Value.emitted[i] {
-				return false
+	if collected {
+		s.broadcasts.Retain(func(e *registry.Entry[broadcastEntry]) bool {
+			for i := range e.Value.slots {
+				if sl := e.Value.slots[i].Load(); sl != nil && !s.tracks[i].Settled(sl.Read(), &sl.emitted) {
+					return false
+				}
 			}
-		}
-		if hook := testHookDropped.Load(); hook != nil {
-			(*hook)(e.Key(), &e.Value.emitted)
-		}
-		return true
-	})
-
-	for t, rows := range sessionRows {
-		tr := &s.sessionTracks[t]
-		tr.Reset()
-		for _, e := range rows {
-			tr.Offer(e.Key(), e.Quoted(), e.Value.gauge.Read(), &e.Value.emitted)
-		}
-		errs = appendErr(errs, flush(s.bc, tr, encode.AppendSessionFrame))
-		s.sessions[t].Retain(func(e *registry.Entry[sessionEntry]) bool {
-			return e.Value.gauge.Read() == e.Value.emitted
+			if hook := testHookDropped.Load(); hook != nil {
+				(*hook)(e.Key(), &e.Value)
+			}
+			return true
 		})
 	}
+
+	for t, rows := range sessionRows {
+		m, tr := s.sessions[t], &s.sessionTracks[t]
+		tr.Reset()
+		collected, prev := false, (*registry.Entry[sessionEntry])(nil)
+		for _, e := range rows {
+			dead := m.Collect(e)
+			collected = collected || dead
+			tr.Offer(e.Quoted(), e.Value.gauge.Read(), &e.Value.emitted, sameKey(prev, e))
+			prev = e
+		}
+		errs = appendErr(errs, flush(s.bc, tr))
+		if collected {
+			m.Retain(func(e *registry.Entry[sessionEntry]) bool {
+				return tr.Settled(e.Value.gauge.Read(), &e.Value.emitted)
+			})
+		}
+	}
 	return errors.Join(errs...)
+}
+
+// passBlock is how many rows readBroadcasts takes at a time.
+const passBlock = 64
+
+// readBroadcasts collects, reads and offers every row, and reports whether
+// any row is dead. At a hundred thousand broadcasts the entries and slots
+// no longer fit in cache, and the pass is bound by memory latency, not by
+// work. So it goes block by block, in short loops that each touch one kind
+// of memory, which lets the CPU keep many cache misses in flight instead of
+// waiting on one row at a time: the entries (collecting them and loading
+// their slot pointers), then the slots' lines and, for tracks whose frame
+// is being encoded, the keys' bytes, then the reads and offers, and last
+// the encoding of the block's keys while they are still in cache.
+func (s *Stats) readBroadcasts(rows []*registry.Entry[broadcastEntry]) (collected bool) {
+	var (
+		slots [passBlock][4]*slot
+		prev  *registry.Entry[broadcastEntry]
+		touch uint64
+	)
+	for len(rows) > 0 {
+		blk := rows[:min(passBlock, len(rows))]
+		rows = rows[len(blk):]
+		for j, e := range blk {
+			if !e.Pinned() && s.broadcasts.Collect(e) {
+				collected = true
+			}
+			for i := range e.Value.slots {
+				slots[j][i] = e.Value.slots[i].Load()
+			}
+		}
+		encoding := false
+		for i := range s.tracks {
+			encoding = encoding || s.tracks[i].Encoding()
+		}
+		for j, e := range blk {
+			for _, sl := range slots[j] {
+				if sl != nil {
+					touch += sl.touch()
+				}
+			}
+			if encoding {
+				touch += uint64(e.Quoted()[1])
+			}
+		}
+		for j, e := range blk {
+			same := sameKey(prev, e)
+			for i, sl := range slots[j] {
+				if sl != nil {
+					s.tracks[i].Offer(e.Quoted(), sl.Read(), &sl.emitted, same)
+				} else {
+					s.tracks[i].Absent(same)
+				}
+			}
+			prev = e
+		}
+		for i := range s.tracks {
+			s.tracks[i].Encode()
+		}
+	}
+	s.touched = touch
+	return collected
+}
+
+// sameKey reports whether e is a newer incarnation of prev, the row before
+// it. Only a collected row can have a successor, so keys are compared
+// (touching their bytes) only after a dead row.
+func sameKey[T any](prev, e *registry.Entry[T]) bool {
+	return prev != nil && prev.Dead() && prev.Key() == e.Key()
 }
 
 func appendErr(errs []error, err error) []error {
@@ -252,10 +390,14 @@ func appendErr(errs []error, err error) []error {
 	return errs
 }
 
-// flush encodes t's frame and writes it unless it equals the last frame
-// written. Only a frame that reached the wire is committed.
-func flush[V snapshot.Value](bc Broadcast, t *snapshot.Track[V], enc func([]byte, []string, []V) []byte) error {
-	frame := enc(t.Buffer(), t.Keys(), t.Values())
+// flush writes t's frame unless its bytes equal the last frame written.
+// Only a frame that reached the wire is committed.
+func flush[V snapshot.Value](bc Broadcast, t *snapshot.Track[V]) error {
+	if !t.Changed() {
+		t.Commit(nil) // provably the last frame's bytes: nothing to encode
+		return nil
+	}
+	frame := t.Frame()
 	if !t.Unchanged(frame) {
 		if err := bc.WriteFrame(t.Name, frame); err != nil {
 			return fmt.Errorf("moqstats: writing %s: %w", t.Name, err)

@@ -135,20 +135,35 @@ func AppendSessionSnapshot(dst []byte, s *counters.SessionSnapshot) []byte {
 // AppendString): keys are encoded once, when an entry is created, not on
 // every tick. keys and vals must have the same length.
 func AppendBroadcastFrame(dst []byte, keys []string, vals []counters.Snapshot) []byte {
-	return appendFrame(dst, keys, vals, AppendSnapshot)
+	dst = append(dst, '{')
+	dst = AppendBroadcastMembers(dst, keys, vals)
+	return append(dst, '}')
 }
 
 // AppendSessionFrame appends a session frame mapping keys[i] (JSON
 // strings, as for AppendBroadcastFrame) to vals[i].
 func AppendSessionFrame(dst []byte, keys []string, vals []counters.SessionSnapshot) []byte {
-	return appendFrame(dst, keys, vals, AppendSessionSnapshot)
+	dst = append(dst, '{')
+	dst = AppendSessionMembers(dst, keys, vals)
+	return append(dst, '}')
 }
 
-func appendFrame[V any](dst []byte, keys []string, vals []V, value func([]byte, *V) []byte) []byte {
+// AppendBroadcastMembers appends the members of a per-broadcast frame,
+// "key":value, separated by commas, without the braces: a frame built in
+// pieces is '{', the pieces joined by ',', and '}'.
+func AppendBroadcastMembers(dst []byte, keys []string, vals []counters.Snapshot) []byte {
+	return appendMembers(dst, keys, vals, AppendSnapshot)
+}
+
+// AppendSessionMembers is AppendBroadcastMembers for session frames.
+func AppendSessionMembers(dst []byte, keys []string, vals []counters.SessionSnapshot) []byte {
+	return appendMembers(dst, keys, vals, AppendSessionSnapshot)
+}
+
+func appendMembers[V any](dst []byte, keys []string, vals []V, value func([]byte, *V) []byte) []byte {
 	if len(keys) != len(vals) {
 		panic("BUG: encode: " + strconv.Itoa(len(keys)) + " keys for " + strconv.Itoa(len(vals)) + " values")
 	}
-	dst = append(dst, '{')
 	for i := range keys {
 		if i > 0 {
 			dst = append(dst, ',')
@@ -157,5 +172,5 @@ func appendFrame[V any](dst []byte, keys []string, vals []V, value func([]byte, 
 		dst = append(dst, ':')
 		dst = value(dst, &vals[i])
 	}
-	return append(dst, '}')
+	return dst
 }

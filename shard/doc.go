@@ -44,18 +44,19 @@
 //
 // # Memory
 //
-// An uninflated Set costs unsafe.Sizeof(Set{}): Width counters plus a few
-// words, rounded up to whole lines so that two sets never share one (128
-// bytes on amd64 and arm64). Padding matters beyond the cells: a set header
-// that shared a line with a neighbour's hot counters made contended runs
-// several times slower. An inflated set adds
+// An uninflated Set costs unsafe.Sizeof(Set{}), 96 bytes: Width counters
+// plus a few words. It does not pad itself; its owner aligns it (package
+// moqstats gives each set a slot of its own, a power-of-two allocation),
+// because padding matters beyond the cells: a set header that shared a line
+// with a neighbour's hot counters made contended runs several times slower.
+// An inflated set adds
 //
 //	one table:  8 * nextPow2(GOMAXPROCS) bytes of slots (purego: NumCPU)
 //	per cell:   Width counters rounded up to whole lines (128 bytes)
 //
 // with one cell per P that attached a lane. At GOMAXPROCS=64 a set that two
-// goroutines bump costs 128 + 512 + 128 bytes; one bumped from all 64 Ps,
-// 128 + 512 + 64*128. Pad sizes are computed from unsafe.Sizeof against
+// goroutines bump costs 96 + 512 + 128 bytes; one bumped from all 64 Ps,
+// 96 + 512 + 64*128. Pad sizes are computed from unsafe.Sizeof against
 // cpu.CacheLinePad and asserted by tests.
 //
 // # Reading

@@ -23,13 +23,11 @@ const lineSize = unsafe.Sizeof(cpu.CacheLinePad{})
 // one.
 type Cell = [Width]atomic.Uint64
 
-// Sizes of the padded types, rounded up to whole lines. Constant
-// expressions, so the padding arrays below are sized at compile time.
+// Size of a cell, rounded up to whole lines. Constant expressions, so the
+// padding array below is sized at compile time.
 const (
 	cellFieldsSize = unsafe.Sizeof(Cell{})
 	cellSize       = (cellFieldsSize + lineSize - 1) / lineSize * lineSize
-	setFieldsSize  = unsafe.Sizeof(setFields{})
-	setSize        = (setFieldsSize + lineSize - 1) / lineSize * lineSize
 )
 
 // cell is a Cell padded to whole lines and allocated on its own, so two
@@ -51,26 +49,6 @@ type table struct {
 	slots []atomic.Pointer[cell] // length is a power of two
 }
 
-// setFields is Set without its padding; it exists so the pad below can be
-// computed from its size.
-type setFields struct {
-	// base takes the one lane that attaches to an idle set, and one-off
-	// bumps when there is no cell for the caller. Summed forever.
-	base Cell
-	// lanes counts attached lanes. Only a lane that makes it 1 may take
-	// base, so no two lanes ever share base.
-	lanes atomic.Int32
-	// table is nil until a lane attaches while another is attached (the
-	// set may then be bumped from two goroutines at once). Replaced only
-	// by a larger table, under mu.
-	table atomic.Pointer[table]
-	// mu serializes table creation, growth and cell creation. Never taken
-	// on a bump.
-	mu sync.Mutex
-	// rr is the round-robin cursor of the purego build; guarded by mu.
-	rr uint32
-}
-
 // A Set is a group of Width uint64 counters that only go up. The zero
 // value is ready to use. A Set must not be copied after first use (go vet
 // reports copies: its atomics carry noCopy markers).
@@ -78,9 +56,27 @@ type setFields struct {
 // Hot callers bump through a Lane attached to the set; one-off bumps use
 // Add. Everything is safe for concurrent use, and Sum may run concurrently
 // with bumps.
+//
+// A Set does not pad itself: its base cell is hot whenever one goroutine
+// bumps it, so its owner must place it where no other hot data shares its
+// lines, at the start of an allocation aligned to a line (package moqstats
+// embeds it in a slot padded to a power-of-two size for this).
 type Set struct {
-	setFields
-	_ [setSize - setFieldsSize]byte
+	// base takes the one lane that attaches to an idle set, and one-off
+	// bumps when there is no cell for the caller. Summed forever.
+	base Cell
+	// lanes counts attached lanes. Only a lane that makes it 1 may take
+	// base, so no two lanes ever share base.
+	lanes atomic.Int32
+	// rr is the round-robin cursor of the purego build; guarded by mu.
+	rr uint32
+	// table is nil until a lane attaches while another is attached (the
+	// set may then be bumped from two goroutines at once). Replaced only
+	// by a larger table, under mu.
+	table atomic.Pointer[table]
+	// mu serializes table creation, growth and cell creation. Never taken
+	// on a bump.
+	mu sync.Mutex
 }
 
 // A Lane is one caller's path into a Set: a pointer to the cell its bumps
@@ -248,6 +244,17 @@ func (s *Set) Sum(dst *[Width]uint64, mask uint16) {
 
 // Inflated reports whether the set has a table of cells.
 func (s *Set) Inflated() bool { return s.table.Load() != nil }
+
+// Touch loads the base cell's first counter and the table pointer, and
+// returns a value derived from them: callers use it to bring a set's
+// lines into cache before reading it.
+func (s *Set) Touch() uint64 {
+	n := s.base[0].Load()
+	if s.table.Load() != nil {
+		n++
+	}
+	return n
+}
 
 // Cells returns the number of cells the set has allocated beyond its base:
 // 0 until a second lane attaches. Memory tests use it.

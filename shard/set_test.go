@@ -13,19 +13,17 @@ func TestPaddingIsWholeLines(t *testing.T) {
 	if lineSize == 0 || lineSize&(lineSize-1) != 0 {
 		t.Fatalf("lineSize = %d, want a power of two", lineSize)
 	}
-	for _, tc := range []struct {
-		name        string
-		size, inner uintptr
-	}{
-		{"cell", unsafe.Sizeof(cell{}), unsafe.Sizeof(Cell{})},
-		{"Set", unsafe.Sizeof(Set{}), unsafe.Sizeof(setFields{})},
-	} {
-		if tc.size%lineSize != 0 {
-			t.Errorf("Sizeof(%s) = %d, want a multiple of the %d-byte line", tc.name, tc.size, lineSize)
-		}
-		if tc.size < tc.inner || tc.size-tc.inner >= lineSize {
-			t.Errorf("Sizeof(%s) = %d for %d bytes of fields, want the fields rounded up to the next line", tc.name, tc.size, tc.inner)
-		}
+	size, inner := unsafe.Sizeof(cell{}), unsafe.Sizeof(Cell{})
+	if size%lineSize != 0 {
+		t.Errorf("Sizeof(cell) = %d, want a multiple of the %d-byte line", size, lineSize)
+	}
+	if size < inner || size-inner >= lineSize {
+		t.Errorf("Sizeof(cell) = %d for %d bytes of counters, want them rounded up to the next line", size, inner)
+	}
+	// A Set is embedded unpadded; its base cell must come first, so that
+	// an owner aligning the Set aligns the hot counters.
+	if off := unsafe.Offsetof(Set{}.base); off != 0 {
+		t.Errorf("Set.base at offset %d, want 0", off)
 	}
 }
 
@@ -228,8 +226,36 @@ func TestGOMAXPROCSChangeKeepsCellsInRange(t *testing.T) {
 	if v[3] != goroutines {
 		t.Fatalf("counter 3 = %d, want %d", v[3], goroutines)
 	}
-	if Variant == "procpin" && s.Slots() < 16 {
-		t.Fatalf("Slots() = %d after running on 16 Ps, want >= 16", s.Slots())
+	if n := s.Slots(); n&(n-1) != 0 {
+		t.Fatalf("Slots() = %d, want a power of two", n)
+	}
+}
+
+// TestTableGrowsToReachAnyP asks for the cell of a P beyond the table, as
+// a lane attaching after GOMAXPROCS grew does, and checks the table grew
+// to cover it without losing the cells it had.
+func TestTableGrowsToReachAnyP(t *testing.T) {
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(2))
+	var s Set
+	c0 := s.pCell(0, true)
+	c0[4].Add(5)
+	first := nextPow2(initialSlots())
+	if s.Slots() != first {
+		t.Fatalf("Slots() = %d, want %d", s.Slots(), first)
+	}
+	if got := s.pCell(1, false); got != nil {
+		t.Fatalf("pCell(1, false) created a cell")
+	}
+	c37 := s.pCell(37, true)
+	if want := max(64, first, 2*first); s.Slots() != want {
+		t.Fatalf("Slots() = %d after P 37, want %d", s.Slots(), want)
+	}
+	if s.pCell(0, false) != c0 || s.pCell(37, false) != c37 {
+		t.Fatalf("growth lost or moved a cell")
+	}
+	c37[4].Add(1)
+	if got := sum(&s)[4]; got != 6 {
+		t.Fatalf("Sum after growth = %d, want 6", got)
 	}
 }
 

@@ -1,5 +1,5 @@
 // Package snapshot decides, once per tick, which keys a track's frame
-// carries and whether the frame is worth writing.
+// carries and whether the frame is worth writing, and builds it.
 //
 // # Live or changed
 //
@@ -14,18 +14,30 @@
 //
 // # Commit on write
 //
-// What "reached the wire" means is decided by the caller: it encodes the
-// frame, writes it, and calls Commit only when the write succeeded (or when
-// the bytes equal the last frame written, which needs no write). A frame
-// that fails to write leaves every emitted value as it was, so the next
-// tick includes the same changes again: a failed write delays a count, and
-// never loses it.
+// Each key keeps, in an Emitted owned by the pass, the value it last put in
+// a frame and the pass that did. A Track remembers the last pass whose
+// frame reached the wire (written, or found identical to the last one).
+// A value put in a frame by a later pass, whose write failed, is not on the
+// wire: the key counts as changed until a frame carrying it is written.
+// So a failed write delays a count and never loses it, and committing a
+// written frame is one store, not a pass over every key.
 //
 // # Idle frames
 //
-// Commit remembers the frame's bytes; Unchanged compares the next frame
-// with them, and the caller skips the write when they match. Track-latest
-// semantics still give late subscribers the last frame.
+// A frame is written only when its bytes differ from the last frame
+// written. Most ticks are settled before anything is encoded: Changed
+// reports false only when no key in the frame changed since its value
+// reached the wire and the frame has as many keys as the last one, and
+// then the bytes are equal. (A key in the frame with an unchanged value is
+// live, so it was live, with this value, when that value reached the wire,
+// and every frame written since carried it; the keys are thus the last
+// frame's, with the same values.) When Changed reports true the caller asks
+// Unchanged, which catches the one case the values cannot: a re-created key
+// whose new counters equal its predecessor's last ones. That needs a byte
+// comparison only when no changed key had a value on the wire before; a
+// changed key that had one was in the last frame with it, so the bytes
+// differ. Track-latest semantics still give late subscribers the last
+// frame.
 //
 // # Incarnations
 //
@@ -34,6 +46,13 @@
 // frame, the successor waits for the next tick, so the frame has each key
 // once and a consumer sees the old incarnation's final counts before the
 // new one's reset.
+//
+// # Encoding as it goes
+//
+// Once a tick's frame is known to differ, every later Offer is encoded by
+// the next Encode call, so a caller that offers in blocks and calls Encode
+// after each block encodes keys while their memory is still in cache.
+// Frame encodes whatever is left.
 package snapshot
 
 // Value is a snapshot a frame carries for one key.
@@ -43,80 +62,167 @@ type Value interface {
 	Live() bool
 }
 
-// Track builds one track's frame, tick after tick. The zero Track, given a
-// Name, is ready to use. A Track is owned by one goroutine at a time.
+// Emitted is one key's state on one track, owned by the pass: the value it
+// last put in a frame, and the pass that did (0: never).
+type Emitted[V Value] struct {
+	v    V
+	pass uint64
+}
+
+// Value returns the value the key last put in a frame.
+func (e *Emitted[V]) Value() V { return e.v }
+
+// Track builds one track's frame, tick after tick. A Track needs a Name
+// and AppendMembers before its first tick, and is owned by one goroutine
+// at a time.
 type Track[V Value] struct {
 	// Name is the track's name, for the caller's writes and errors.
 	Name string
+	// AppendMembers appends "key":value members for keys[i] and vals[i],
+	// joined by commas (as package encode's Append*Members do). Track adds
+	// the braces, and the commas between the pieces it encodes.
+	AppendMembers func(dst []byte, keys []string, vals []V) []byte
 
-	// The frame of the current tick: quoted keys, values, and where each
-	// value's emitted state lives, in offer order.
+	// pass numbers ticks from 1; good is the last pass whose frame
+	// reached the wire (0: none yet).
+	pass, good uint64
+
+	// The frame of the current tick: quoted keys and values, in offer
+	// order. buf holds the frame encoded so far: '{' and the first
+	// encoded members.
 	keys    []string
 	vals    []V
-	emitted []*V
+	buf     []byte
+	encoded int
+	// changed reports whether some key in this tick's frame differs from
+	// its value on the wire; differs whether one of them had a value on
+	// the wire before, which makes the frame's bytes differ (package doc).
+	changed, differs bool
 
-	// prevKey is the key of the last Offer; prevIn whether some
-	// incarnation of it is in the frame.
-	prevKey string
-	prevIn  bool
+	// prevIn reports whether some incarnation of the key of the last row
+	// considered is in the frame.
+	prevIn bool
 
-	// last is the last frame that reached the wire; written reports
-	// whether there is one. next is spare capacity for encoding.
+	// last is the last frame that reached the wire and lastLen the number
+	// of keys in it. next is spare capacity for encoding.
 	last, next []byte
-	written    bool
+	lastLen    int
 }
 
 // Reset starts a new tick.
 func (t *Track[V]) Reset() {
-	clear(t.emitted) // drop pointers into entries that may be collected
-	t.keys, t.vals, t.emitted = t.keys[:0], t.vals[:0], t.emitted[:0]
-	t.prevKey, t.prevIn = "", false
+	t.pass++
+	t.keys, t.vals = t.keys[:0], t.vals[:0]
+	t.buf, t.encoded = nil, 0
+	t.changed, t.differs = false, false
+	t.prevIn = false
 }
 
-// Offer considers one key for this tick's frame: key is the raw key (to
-// recognize incarnations), quoted its JSON form, cur its current value and
-// emitted the value last committed for it, which Commit will update. Keys
-// must be offered in byte order, older incarnations first.
-func (t *Track[V]) Offer(key, quoted string, cur V, emitted *V) {
-	if key == t.prevKey && t.prevIn {
+// Offer considers one row for this tick's frame: quoted is its key as a
+// JSON string, cur its current value and e its emitted state, which Offer
+// updates when cur goes into the frame. sameKey reports that the previous
+// row had the same key: this row is a newer incarnation, left out while an
+// older one is in the frame. Rows must come in key order, older
+// incarnations first, with Absent for rows that have no value on this
+// track.
+func (t *Track[V]) Offer(quoted string, cur V, e *Emitted[V], sameKey bool) {
+	if sameKey && t.prevIn {
 		return // an older incarnation is in this frame; see package doc
 	}
-	in := cur.Live() || cur != *emitted
-	t.prevKey, t.prevIn = key, in
-	if in {
-		t.keys = append(t.keys, quoted)
-		t.vals = append(t.vals, cur)
-		t.emitted = append(t.emitted, emitted)
+	onWire := e.pass <= t.good
+	changed := cur != e.v || !onWire
+	in := changed || cur.Live()
+	t.prevIn = in
+	if !in {
+		return
+	}
+	if changed {
+		var zero V
+		t.changed = true
+		t.differs = t.differs || (onWire && e.v != zero)
+		e.v, e.pass = cur, t.pass
+	}
+	t.keys = append(t.keys, quoted)
+	t.vals = append(t.vals, cur)
+}
+
+// Absent records a row with no value on this track (never bumped on it).
+func (t *Track[V]) Absent(sameKey bool) {
+	if !sameKey {
+		t.prevIn = false
 	}
 }
 
-// Keys returns the quoted keys in this tick's frame, in order.
-func (t *Track[V]) Keys() []string { return t.keys }
+// Encoding reports whether this tick's frame is being encoded as it goes:
+// it is known to differ from the last frame written.
+func (t *Track[V]) Encoding() bool { return t.changed || !t.written() }
 
-// Values returns the values in this tick's frame, in key order.
-func (t *Track[V]) Values() []V { return t.vals }
+// Encode encodes the keys offered since the last call, if Encoding.
+func (t *Track[V]) Encode() {
+	if t.Encoding() {
+		t.encode()
+	}
+}
 
-// Buffer returns an empty slice to encode this tick's frame into. Its
-// capacity is reused from earlier ticks.
-func (t *Track[V]) Buffer() []byte { return t.next[:0] }
+func (t *Track[V]) encode() {
+	if t.buf == nil {
+		// An eighth more than the last frame, so that counters gaining
+		// digits do not reallocate the buffer every tick.
+		if want := len(t.last) + len(t.last)/8; cap(t.next) < want {
+			t.next = make([]byte, 0, want)
+		}
+		t.buf = append(t.next[:0], '{')
+	}
+	if t.encoded == len(t.keys) {
+		return
+	}
+	if t.encoded > 0 {
+		t.buf = append(t.buf, ',')
+	}
+	t.buf = t.AppendMembers(t.buf, t.keys[t.encoded:], t.vals[t.encoded:])
+	t.encoded = len(t.keys)
+}
 
-// Unchanged reports whether frame is byte-identical to the last frame that
-// reached the wire, so writing it can be skipped.
+func (t *Track[V]) written() bool { return t.good > 0 }
+
+// Changed reports whether this tick's frame may differ from the last frame
+// written. When it reports false the bytes are equal (see the package
+// doc): call Commit(nil) without encoding. The first frame always counts
+// as changed.
+func (t *Track[V]) Changed() bool {
+	return !t.written() || t.changed || len(t.keys) != t.lastLen
+}
+
+// Frame returns this tick's frame, encoding what Encode has not. Call it
+// only when Changed reports true.
+func (t *Track[V]) Frame() []byte {
+	t.encode()
+	return append(t.buf, '}')
+}
+
+// Unchanged reports whether frame, this tick's Frame, is byte-identical to
+// the last frame that reached the wire, so writing it can be skipped. It
+// compares bytes only when the values leave it open.
 func (t *Track[V]) Unchanged(frame []byte) bool {
-	return t.written && string(frame) == string(t.last)
+	return t.written() && !t.differs && string(frame) == string(t.last)
 }
 
-// Commit records that frame (built from this tick's Keys and Values, in a
-// slice from Buffer) reached the wire: each included key's emitted value
-// becomes its current value, and frame becomes the one Unchanged compares
-// against. The previous frame's memory becomes the next Buffer.
+// Commit records that this tick's frame reached the wire: frame is this
+// tick's Frame, written or found Unchanged, or nil when Changed reported
+// false (the last frame stays). Without Commit, nothing this tick put in
+// the frame counts as on the wire.
 func (t *Track[V]) Commit(frame []byte) {
-	for i, e := range t.emitted {
-		*e = t.vals[i]
+	t.good, t.lastLen = t.pass, len(t.keys)
+	if frame != nil {
+		t.last, t.next = frame, t.last
 	}
-	t.last, t.next = frame, t.last
-	t.written = true
 }
 
-// Last returns the last frame committed, or nil before the first.
+// Settled reports whether cur, a key's current value, is on the wire: a
+// collected key with a settled value on every track can be forgotten.
+func (t *Track[V]) Settled(cur V, e *Emitted[V]) bool {
+	return cur == e.v && e.pass <= t.good
+}
+
+// Last returns the last frame written, or nil.
 func (t *Track[V]) Last() []byte { return t.last }

@@ -2,7 +2,9 @@ package snapshot
 
 import (
 	"fmt"
+	"math/rand/v2"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/moqstats/moqstats/internal/race"
@@ -13,117 +15,250 @@ type gauge struct{ open, closed uint64 }
 
 func (g gauge) Live() bool { return g.open != g.closed }
 
+func appendGauges(dst []byte, keys []string, vals []gauge) []byte {
+	for i, k := range keys {
+		if i > 0 {
+			dst = append(dst, ',')
+		}
+		dst = fmt.Appendf(dst, "%s:%d/%d", k, vals[i].open, vals[i].closed)
+	}
+	return dst
+}
+
+func newTrack() *Track[gauge] { return &Track[gauge]{Name: "t", AppendMembers: appendGauges} }
+
 type row struct {
 	key     string
 	cur     gauge
-	emitted gauge
+	emitted Emitted[gauge]
 }
 
-// tick offers rows, encodes a toy frame and commits it when write says so.
-// It returns the frame and whether it was written.
+// offer offers rows in order, telling each whether it follows a row with
+// the same key, encoding as it goes.
+func offer(t *Track[gauge], rows []*row) {
+	for i, r := range rows {
+		t.Offer(`"`+r.key+`"`, r.cur, &r.emitted, i > 0 && rows[i-1].key == r.key)
+		t.Encode()
+	}
+}
+
+// tick runs one tick over rows, as a caller does, writing the frame
+// unless write is false (a failed write). It returns the frame and whether
+// it was written.
 func tick(t *Track[gauge], rows []*row, write bool) (string, bool) {
 	t.Reset()
-	for _, r := range rows {
-		t.Offer(r.key, `"`+r.key+`"`, r.cur, &r.emitted)
+	offer(t, rows)
+	if !t.Changed() {
+		t.Commit(nil)
+		return string(t.Last()), false
 	}
-	b := t.Buffer()
-	b = append(b, '{')
-	for i, k := range t.Keys() {
-		if i > 0 {
-			b = append(b, ',')
-		}
-		b = fmt.Appendf(b, "%s:%d/%d", k, t.Values()[i].open, t.Values()[i].closed)
-	}
-	b = append(b, '}')
-	if t.Unchanged(b) {
-		t.Commit(b)
-		return string(b), false
+	frame := t.Frame()
+	if t.Unchanged(frame) {
+		t.Commit(frame)
+		return string(frame), false
 	}
 	if !write {
-		return string(b), false
+		return string(frame), false
 	}
-	t.Commit(b)
-	return string(b), true
+	t.Commit(frame)
+	return string(frame), true
 }
 
 func TestNeverEmittedZeroValueDoesNotSurface(t *testing.T) {
-	var tr Track[gauge]
-	rows := []*row{{key: "idle"}}
-	if got, wrote := tick(&tr, rows, true); got != "{}" || !wrote {
+	tr := newTrack()
+	if got, wrote := tick(tr, []*row{{key: "idle"}}, true); got != "{}" || !wrote {
 		t.Fatalf("first tick = %s (written %v), want {} written as the baseline", got, wrote)
 	}
 }
 
 func TestLiveEmittedEveryTickChangedOnceMore(t *testing.T) {
-	var tr Track[gauge]
+	tr := newTrack()
 	r := &row{key: "a", cur: gauge{1, 0}}
 	rows := []*row{r}
 	for i := range 3 {
-		if got, _ := tick(&tr, rows, true); got != `{"a":1/0}` {
+		if got, _ := tick(tr, rows, true); got != `{"a":1/0}` {
 			t.Fatalf("tick %d = %s, want the live key", i, got)
 		}
 	}
 	r.cur = gauge{1, 1} // closed: not live, but changed
-	if got, wrote := tick(&tr, rows, true); got != `{"a":1/1}` || !wrote {
+	if got, wrote := tick(tr, rows, true); got != `{"a":1/1}` || !wrote {
 		t.Fatalf("closing tick = %s (written %v), want the final state written", got, wrote)
 	}
-	if got, _ := tick(&tr, rows, true); got != `{}` {
+	if got, _ := tick(tr, rows, true); got != `{}` {
 		t.Fatalf("after close = %s, want the idle key dropped", got)
 	}
 }
 
 func TestUnchangedFrameIsNotWrittenAgain(t *testing.T) {
-	var tr Track[gauge]
+	tr := newTrack()
 	rows := []*row{{key: "a", cur: gauge{1, 0}}}
-	if _, wrote := tick(&tr, rows, true); !wrote {
+	if _, wrote := tick(tr, rows, true); !wrote {
 		t.Fatal("first frame not written")
 	}
-	if _, wrote := tick(&tr, rows, true); wrote {
+	if _, wrote := tick(tr, rows, true); wrote {
 		t.Fatal("byte-identical frame written again")
 	}
 }
 
 func TestFailedWriteKeepsChangesForNextTick(t *testing.T) {
-	var tr Track[gauge]
+	tr := newTrack()
+	tick(tr, nil, true)                   // baseline
 	r := &row{key: "a", cur: gauge{1, 1}} // opened and closed within a tick
 	rows := []*row{r}
-	if got, wrote := tick(&tr, rows, false); wrote || got != `{"a":1/1}` {
+	if got, wrote := tick(tr, rows, false); wrote || got != `{"a":1/1}` {
 		t.Fatalf("failing tick = %s (written %v)", got, wrote)
 	}
-	if r.emitted != (gauge{}) {
-		t.Fatalf("emitted = %+v after a failed write, want unchanged", r.emitted)
+	if tr.Settled(r.cur, &r.emitted) {
+		t.Fatalf("a value whose write failed counts as on the wire")
 	}
-	if got, wrote := tick(&tr, rows, true); !wrote || got != `{"a":1/1}` {
+	if got, wrote := tick(tr, rows, true); !wrote || got != `{"a":1/1}` {
 		t.Fatalf("retry tick = %s (written %v), want the same change written", got, wrote)
 	}
-	if r.emitted != r.cur {
-		t.Fatalf("emitted = %+v after a successful write, want %+v", r.emitted, r.cur)
+	if !tr.Settled(r.cur, &r.emitted) {
+		t.Fatalf("a written value does not count as on the wire")
+	}
+	if got, _ := tick(tr, rows, true); got != `{}` {
+		t.Fatalf("after the retry = %s, want the idle key dropped", got)
 	}
 }
 
 func TestOlderIncarnationGoesFirstSuccessorWaits(t *testing.T) {
-	var tr Track[gauge]
-	old := &row{key: "k", cur: gauge{3, 3}, emitted: gauge{3, 2}} // final close pending
-	succ := &row{key: "k", cur: gauge{1, 0}}                      // re-created, live
-	rows := []*row{{key: "a", cur: gauge{1, 0}}, old, succ, {key: "z", cur: gauge{2, 0}}}
-	if got, _ := tick(&tr, rows, true); got != `{"a":1/0,"k":3/3,"z":2/0}` {
+	tr := newTrack()
+	old := &row{key: "k", cur: gauge{3, 2}}
+	a, z := &row{key: "a", cur: gauge{1, 0}}, &row{key: "z", cur: gauge{2, 0}}
+	tick(tr, []*row{a, old, z}, true)
+	old.cur = gauge{3, 3}                    // final close pending
+	succ := &row{key: "k", cur: gauge{1, 0}} // re-created, live
+	rows := []*row{a, old, succ, z}
+	if got, _ := tick(tr, rows, true); got != `{"a":1/0,"k":3/3,"z":2/0}` {
 		t.Fatalf("tick with both incarnations = %s, want the old one only", got)
 	}
-	if succ.emitted != (gauge{}) {
-		t.Fatalf("deferred successor was committed: %+v", succ.emitted)
+	if succ.emitted != (Emitted[gauge]{}) {
+		t.Fatalf("deferred successor was marked emitted: %+v", succ.emitted)
 	}
 	// Next tick: the old one is settled; the successor goes out.
-	if got, _ := tick(&tr, []*row{rows[0], old, succ, rows[3]}, true); got != `{"a":1/0,"k":1/0,"z":2/0}` {
+	if got, _ := tick(tr, rows, true); got != `{"a":1/0,"k":1/0,"z":2/0}` {
 		t.Fatalf("next tick = %s, want the successor", got)
 	}
 }
 
-func TestResetDropsPointersIntoEntries(t *testing.T) {
-	var tr Track[gauge]
-	tick(&tr, []*row{{key: "a", cur: gauge{1, 0}}}, true)
+// A predecessor with no value on the track does not hold its successor
+// back, even right after a key that is in the frame.
+func TestAbsentPredecessorDoesNotHoldBackSuccessor(t *testing.T) {
+	tr := newTrack()
+	x := &row{key: "j", cur: gauge{1, 0}}
+	succ := &row{key: "k", cur: gauge{1, 0}}
 	tr.Reset()
-	if slices.ContainsFunc(tr.emitted[:cap(tr.emitted)], func(p *gauge) bool { return p != nil }) {
-		t.Fatal("Reset left pointers to emitted state in the backing array")
+	tr.Offer(`"j"`, x.cur, &x.emitted, false)
+	tr.Absent(false) // the predecessor of k: never bumped on this track
+	tr.Offer(`"k"`, succ.cur, &succ.emitted, true)
+	if got := string(tr.Frame()); got != `{"j":1/0,"k":1/0}` {
+		t.Fatalf("frame = %s, want j and the successor k", got)
+	}
+}
+
+// TestRecreatedKeyWithPredecessorCountsIsNotRewritten is the case only the
+// bytes catch: a key collected with final counts {1 1}, re-created and
+// brought to {1 1} again within one tick, yields the same frame.
+func TestRecreatedKeyWithPredecessorCountsIsNotRewritten(t *testing.T) {
+	tr := newTrack()
+	pred := &row{key: "k", cur: gauge{1, 1}}
+	if _, wrote := tick(tr, []*row{pred}, true); !wrote {
+		t.Fatal("predecessor's final frame not written")
+	}
+	succ := &row{key: "k", cur: gauge{1, 1}} // the predecessor is dropped once settled
+	if got, wrote := tick(tr, []*row{succ}, true); wrote || got != `{"k":1/1}` {
+		t.Fatalf("tick = %s, written %v; want the identical frame skipped", got, wrote)
+	}
+	if !tr.Settled(succ.cur, &succ.emitted) {
+		t.Fatalf("identical frame not committed for the successor")
+	}
+}
+
+// TestChangedNeverHidesAByteChange checks the value-based shortcuts
+// against their definition over random ticks: keys open, bump and close;
+// collected keys are dropped once settled and re-created as new
+// incarnations; writes fail. Whenever Changed reports false the frame's
+// bytes equal the last frame written; whenever differs is set they differ;
+// and what gets written is exactly the frames whose bytes differ, built
+// the same whether encoded as they go or at the end.
+func TestChangedNeverHidesAByteChange(t *testing.T) {
+	r := rand.New(rand.NewPCG(5, 6))
+	type inc struct {
+		row
+		dead bool
+	}
+	for round := range 300 {
+		tr := newTrack()
+		var rows []*inc
+		last, written := "", false
+		for tickN := range 80 {
+			key := fmt.Sprint("k", r.IntN(6))
+			if !slices.ContainsFunc(rows, func(x *inc) bool { return x.key == key && !x.dead }) {
+				rows = append(rows, &inc{row: row{key: key}}) // a successor, after any dead ones
+			}
+			for _, x := range rows {
+				for range r.IntN(3) { // several events within one tick
+					if x.dead {
+						break
+					}
+					switch r.IntN(5) {
+					case 0:
+						x.cur.open++
+					case 1:
+						if x.cur.closed < x.cur.open {
+							x.cur.closed++
+						}
+					case 2:
+						x.dead = !x.cur.Live() // collected: frozen from now on
+					}
+				}
+			}
+			rows = slices.DeleteFunc(rows, func(x *inc) bool { return x.dead && tr.Settled(x.cur, &x.emitted) })
+			slices.SortStableFunc(rows, func(a, b *inc) int { return strings.Compare(a.key, b.key) })
+
+			tr.Reset()
+			var want strings.Builder // the frame, built independently
+			want.WriteByte('{')
+			for i, x := range rows {
+				before := len(tr.keys)
+				tr.Offer(`"`+x.key+`"`, x.cur, &x.emitted, i > 0 && rows[i-1].key == x.key)
+				if len(tr.keys) > before {
+					if before > 0 {
+						want.WriteByte(',')
+					}
+					fmt.Fprintf(&want, `"%s":%d/%d`, x.key, x.cur.open, x.cur.closed)
+				}
+				if r.IntN(2) == 0 {
+					tr.Encode()
+				}
+			}
+			want.WriteByte('}')
+			frame := want.String()
+			differs := !written || frame != last
+			if !tr.Changed() {
+				if differs {
+					t.Fatalf("round %d tick %d: Changed() = false, but frame %s differs from %s", round, tickN, frame, last)
+				}
+				tr.Commit(nil)
+				continue
+			}
+			if tr.differs && !differs {
+				t.Fatalf("round %d tick %d: differs set, but frame %s equals the last", round, tickN, frame)
+			}
+			b := tr.Frame()
+			if string(b) != frame {
+				t.Fatalf("round %d tick %d: Frame() = %s, want %s", round, tickN, b, frame)
+			}
+			if tr.Unchanged(b) == differs {
+				t.Fatalf("round %d tick %d: Unchanged = %v for %s after %s", round, tickN, !differs, frame, last)
+			}
+			if differs && r.IntN(5) == 0 {
+				continue // the write failed: nothing committed
+			}
+			tr.Commit(b)
+			last, written = frame, true
+		}
 	}
 }
 
@@ -131,26 +266,44 @@ func TestSteadyTickAllocatesNothing(t *testing.T) {
 	if race.Enabled {
 		t.Skip("the race detector allocates")
 	}
-	var tr Track[gauge]
+	tr := &Track[gauge]{Name: "t", AppendMembers: func(dst []byte, keys []string, _ []gauge) []byte {
+		for range keys {
+			dst = append(dst, "0123456789,"...)
+		}
+		return dst
+	}}
 	rows := make([]*row, 1000)
 	for i := range rows {
-		rows[i] = &row{key: fmt.Sprint(i), cur: gauge{uint64(i), 0}}
+		rows[i] = &row{key: fmt.Sprintf(`"%d"`, i), cur: gauge{uint64(i) + 1, 0}}
 	}
 	run := func() {
 		tr.Reset()
 		for _, r := range rows {
-			tr.Offer(r.key, r.key, r.cur, &r.emitted)
+			r.cur.open++ // every key changed: the frame is encoded
+			tr.Offer(r.key, r.cur, &r.emitted, false)
+			tr.Encode()
 		}
-		b := append(tr.Buffer(), "frame"...)
-		for range tr.Keys() {
-			b = append(b, "0123456789"...)
-		}
+		b := tr.Frame()
 		tr.Unchanged(b)
-		tr.Commit(b) // written, or identical to the last frame
+		tr.Commit(b)
 	}
 	run()
 	run() // both buffers sized
 	if n := testing.AllocsPerRun(20, run); n != 0 {
-		t.Fatalf("a steady tick allocates %v times, want 0", n)
+		t.Fatalf("a changed tick allocates %v times, want 0", n)
+	}
+	idle := func() {
+		tr.Reset()
+		for _, r := range rows {
+			tr.Offer(r.key, r.cur, &r.emitted, false)
+			tr.Encode()
+		}
+		if tr.Changed() {
+			t.Fatal("idle tick reported a change")
+		}
+		tr.Commit(nil)
+	}
+	if n := testing.AllocsPerRun(20, idle); n != 0 {
+		t.Fatalf("an idle tick allocates %v times, want 0", n)
 	}
 }

@@ -11,21 +11,22 @@
 //     dead (-1). Whichever comes first wins; the loser retries (Acquire
 //     then finds or creates a fresh entry for the key). No lock is taken
 //     to pin an existing entry.
-//  2. Collection happens only in Sweep, and Sweep returns the collected
-//     entries among its rows, so the pass reads a collected entry's final
-//     counters before forgetting it. An entry is forgotten only when the
-//     pass says its final state reached the wire (Retain). Nothing bumped
-//     through a guard before it closed can be lost.
+//  2. Collection happens only in Collect, which the pass calls on a row
+//     right before it reads the row's counters, so a collected entry's
+//     final counters are read before it is forgotten. An entry is forgotten
+//     only when the pass says its final state reached the wire (Retain).
+//     Nothing bumped through a guard before it closed can be lost.
 //  3. Rows are sorted by key. Entries that share a key (a collected entry
 //     whose final frame is still pending, and its successor) are in
 //     creation order, oldest first.
 //
-// Sweep, Retain and Rows belong to one goroutine at a time (the pass,
-// serialized by its caller); everything else is safe for concurrent use.
+// Merge, Collect, Retain and Rows belong to one goroutine at a time (the
+// pass, serialized by its caller); everything else is safe for concurrent
+// use.
 //
 // # Cost
 //
-// A new entry is pushed on a lock-free stack when it is created. Sweep
+// A new entry is pushed on a lock-free stack when it is created. Merge
 // pops the stack, sorts just the new keys and merges them into the sorted
 // rows, so a pass costs O(rows + new log new) and never sorts the whole key
 // set: keeping keys sorted across ticks is what keeps a tick linear.
@@ -37,6 +38,7 @@ import (
 	"strconv"
 	"strings"
 	"sync/atomic"
+	"unsafe"
 
 	"github.com/puzpuzpuz/xsync/v3"
 )
@@ -44,7 +46,17 @@ import (
 // dead is the refcount of a collected entry.
 const dead = -1
 
+// InlineKey is how many bytes of quoted key an Entry holds in itself.
+// Longer keys live in an allocation of their own.
+const InlineKey = 160
+
 // Entry is one key's value and the bookkeeping that decides its lifetime.
+//
+// Value comes first, so a caller that makes the whole Entry a power-of-two
+// size (which Go's allocator aligns to its size) controls the alignment of
+// what it puts at the start of Value. The key is stored in the entry
+// itself when it fits: a pass that reads every entry then touches one
+// object, one page, per key.
 type Entry[T any] struct {
 	// Value is the caller's payload: counters bumped by guards, plus state
 	// only the pass touches.
@@ -55,9 +67,11 @@ type Entry[T any] struct {
 	// refs counts guards pinning the entry; dead once collected.
 	refs atomic.Int64
 	// next links the entry into Map.fresh from its creation until the
-	// Sweep that merges it into the rows; written before the push that
-	// publishes it, read only by that Sweep.
+	// Merge that takes it into the rows; written before the push that
+	// publishes it, read only by that Merge.
 	next *Entry[T]
+	// inline holds quoted (and key, its middle) when they fit; immutable.
+	inline [InlineKey]byte
 }
 
 // Key returns the entry's key.
@@ -68,6 +82,10 @@ func (e *Entry[T]) Quoted() string { return e.quoted }
 
 // Dead reports whether the entry has been collected.
 func (e *Entry[T]) Dead() bool { return e.refs.Load() < 0 }
+
+// Pinned reports whether a guard pins the entry now. A pass calls Collect
+// only for entries that are not pinned, keeping the common case inline.
+func (e *Entry[T]) Pinned() bool { return e.refs.Load() > 0 }
 
 // TryAcquire pins the entry, unless it was collected; see invariant 1.
 func (e *Entry[T]) TryAcquire() bool {
@@ -89,22 +107,22 @@ func (e *Entry[T]) Release() {
 // Map is a concurrent map of entries, plus the pass's sorted view of them.
 type Map[T any] struct {
 	m     *xsync.MapOf[string, *Entry[T]]
-	quote func(string) string
-	// fresh is a lock-free stack of entries created since the last Sweep.
+	quote func(dst []byte, key string) []byte
+	// fresh is a lock-free stack of entries created since the last Merge.
 	fresh atomic.Pointer[Entry[T]]
 
 	// Owned by the pass.
 	rows, spare, batch []*Entry[T]
 }
 
-// New returns an empty Map. quote encodes a key as a JSON string; it runs
-// once per entry, when the entry is created.
-func New[T any](quote func(string) string) *Map[T] {
+// New returns an empty Map. quote appends a key, encoded as a JSON string,
+// to dst; it runs once per entry, when the entry is created.
+func New[T any](quote func(dst []byte, key string) []byte) *Map[T] {
 	return &Map[T]{m: xsync.NewMapOf[string, *Entry[T]](), quote: quote}
 }
 
 // Lookup returns the live entry for key, creating it if there is none.
-// The entry is not pinned: it may be collected at the next Sweep unless a
+// The entry is not pinned: it may be collected at the next pass unless a
 // guard pins it first.
 func (m *Map[T]) Lookup(key string) *Entry[T] {
 	if e, ok := m.m.Load(key); ok && !e.Dead() {
@@ -134,12 +152,7 @@ func (m *Map[T]) Acquire(key string) *Entry[T] {
 
 func (m *Map[T]) create(key string) *Entry[T] {
 	for {
-		e, loaded := m.m.LoadOrCompute(key, func() *Entry[T] {
-			// Clone: key may be a slice of a larger string the caller
-			// does not want kept alive for the entry's lifetime.
-			k := strings.Clone(key)
-			return &Entry[T]{key: k, quoted: m.quote(k)}
-		})
+		e, loaded := m.m.LoadOrCompute(key, func() *Entry[T] { return m.newEntry(key) })
 		if !loaded {
 			m.push(e)
 			return e
@@ -147,13 +160,32 @@ func (m *Map[T]) create(key string) *Entry[T] {
 		if !e.Dead() {
 			return e
 		}
-		// Collected, but Sweep has not removed it from the map yet: do
-		// it here, then create a successor.
+		// Collected, but not removed from the map yet: do it here, then
+		// create a successor.
 		m.remove(e)
 	}
 }
 
-// push publishes a new entry to the next Sweep.
+// newEntry returns an entry for key, with its quoted form (and key) in the
+// entry when it fits.
+func (m *Map[T]) newEntry(key string) *Entry[T] {
+	e := new(Entry[T])
+	// q is in e.inline when it fits, in a new array otherwise; neither is
+	// ever written again, so a string can share it.
+	q := m.quote(e.inline[:0], key)
+	e.quoted = unsafe.String(unsafe.SliceData(q), len(q))
+	// Most keys need no escaping: then the key is the quoted form without
+	// its quotes and shares its memory. Otherwise copy it: key may be a
+	// slice of a larger string the caller does not want kept alive.
+	if len(e.quoted) == len(key)+2 && e.quoted[1:len(e.quoted)-1] == key {
+		e.key = e.quoted[1 : len(e.quoted)-1]
+	} else {
+		e.key = strings.Clone(key)
+	}
+	return e
+}
+
+// push publishes a new entry to the next Merge.
 func (m *Map[T]) push(e *Entry[T]) {
 	for {
 		head := m.fresh.Load()
@@ -182,18 +214,31 @@ func (m *Map[T]) Len() int { return m.m.Size() }
 // yet dropped by Retain, sorted by key (invariant 3).
 func (m *Map[T]) Rows() []*Entry[T] { return m.rows }
 
-// Sweep merges the entries created since the last Sweep into the rows,
-// then collects every live row no guard pins, and returns the rows. The
-// collected rows are among them, dead, with their final counters: the
-// caller emits them and later drops them with Retain.
-func (m *Map[T]) Sweep() []*Entry[T] {
+// Merge merges the entries created since the last Merge into the rows, in
+// key order, and returns the rows.
+func (m *Map[T]) Merge() []*Entry[T] {
 	m.merge()
-	for _, e := range m.rows {
-		if e.refs.CompareAndSwap(0, dead) {
-			m.remove(e)
-		}
-	}
 	return m.rows
+}
+
+// Collect collects row e if no guard pins it: marks it dead and removes it
+// from the map. It reports whether e is dead, now or from an earlier pass;
+// a dead entry's counters are final (invariant 1), and the caller reads
+// them right after, so they reach a frame before Retain may drop e.
+func (m *Map[T]) Collect(e *Entry[T]) bool {
+	// Load first: most rows are pinned, and a compare-and-swap that fails
+	// still takes the line exclusively.
+	switch n := e.refs.Load(); {
+	case n < 0:
+		return true
+	case n > 0:
+		return false
+	}
+	if e.refs.CompareAndSwap(0, dead) {
+		m.remove(e)
+		return true
+	}
+	return e.Dead()
 }
 
 func (m *Map[T]) merge() {
@@ -209,8 +254,8 @@ func (m *Map[T]) merge() {
 		return
 	}
 	// Keys in one batch are distinct: a key's successor can only be
-	// created after its predecessor was collected, which happens in a
-	// Sweep after the predecessor was merged.
+	// created after its predecessor was collected, which happens after the
+	// predecessor was merged.
 	slices.SortFunc(batch, func(a, b *Entry[T]) int { return cmp.Compare(a.key, b.key) })
 	out := slices.Grow(m.spare[:0], len(m.rows)+len(batch))
 	i, j := 0, 0

@@ -4,12 +4,23 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
+	"unsafe"
 )
 
-func newMap() *Map[atomic.Uint64] { return New[atomic.Uint64](strconv.Quote) }
+func newMap() *Map[atomic.Uint64] { return New[atomic.Uint64](strconv.AppendQuote) }
+
+// sweep merges and collects every row, as a pass does.
+func sweep[T any](m *Map[T]) []*Entry[T] {
+	rows := m.Merge()
+	for _, e := range rows {
+		m.Collect(e)
+	}
+	return rows
+}
 
 func keys[T any](rows []*Entry[T]) []string {
 	var ks []string
@@ -37,15 +48,15 @@ func TestLookupCreatesOnceAndQuotesKey(t *testing.T) {
 	}
 }
 
-func TestUnpinnedEntryCollectedOnNextSweep(t *testing.T) {
+func TestUnpinnedEntryCollectedOnNextPass(t *testing.T) {
 	m := newMap()
 	e := m.Acquire("k")
-	rows := m.Sweep()
+	rows := sweep(m)
 	if len(rows) != 1 || e.Dead() {
 		t.Fatalf("pinned entry: rows %q, dead %v; want it live", keys(rows), e.Dead())
 	}
 	e.Release()
-	rows = m.Sweep()
+	rows = sweep(m)
 	if !e.Dead() || len(rows) != 1 || rows[0] != e {
 		t.Fatalf("released entry: rows %q, dead %v; want it returned once, dead", keys(rows), e.Dead())
 	}
@@ -65,14 +76,14 @@ func TestUnsettledDeadRowIsKept(t *testing.T) {
 	m := newMap()
 	e := m.Acquire("k")
 	e.Release()
-	m.Sweep()
+	sweep(m)
 	m.Retain(func(*Entry[atomic.Uint64]) bool { return false })
 	if got := keys(m.Rows()); !slices.Equal(got, []string{"k(dead)"}) {
 		t.Fatalf("rows = %q, want the unsettled dead row kept", got)
 	}
 	// Live rows survive even when settled says true.
 	l := m.Acquire("live")
-	m.Sweep()
+	sweep(m)
 	m.Retain(func(*Entry[atomic.Uint64]) bool { return true })
 	if got := keys(m.Rows()); !slices.Equal(got, []string{"live"}) {
 		t.Fatalf("rows = %q, want only the live row", got)
@@ -85,18 +96,18 @@ func TestRowsSortedAndSuccessorAfterDeadPredecessor(t *testing.T) {
 	for _, k := range []string{"m", "a", "z", "b"} {
 		m.Acquire(k)
 	}
-	m.Sweep()
+	sweep(m)
 	for _, k := range []string{"c", "", "zz"} {
 		m.Acquire(k)
 	}
 	old := m.Lookup("b")
 	old.Release()
-	m.Sweep() // collects b
+	sweep(m) // collects b
 	succ := m.Acquire("b")
 	if succ == old {
 		t.Fatalf("Acquire returned the dead entry")
 	}
-	rows := m.Sweep()
+	rows := sweep(m)
 	want := []string{"", "a", "b(dead)", "b", "c", "m", "z", "zz"}
 	if got := keys(rows); !slices.Equal(got, want) {
 		t.Fatalf("rows = %q, want %q", got, want)
@@ -110,7 +121,7 @@ func TestAcquireRemovesDeadEntryStillMapped(t *testing.T) {
 	m := newMap()
 	e := m.Lookup("k")
 	m.merge()
-	// Collect by hand, as Sweep does, but leave the map entry in place.
+	// Mark dead by hand, as Collect does, but leave the map entry in place.
 	if !e.refs.CompareAndSwap(0, dead) {
 		t.Fatal("could not mark dead")
 	}
@@ -138,12 +149,12 @@ func TestReleaseOfUnpinnedEntryPanicsWithBUG(t *testing.T) {
 	e.Release()
 }
 
-// TestAcquireRacingSweepNeverPinsDeadEntry hammers a few keys with
+// TestAcquireRacingCollectNeverPinsDeadEntry hammers a few keys with
 // acquire/bump/release from many goroutines while sweeps collect
 // concurrently. Every bump lands in an entry that is live while pinned,
 // and every entry ever created is seen by a sweep, so the bumps summed
 // over all rows ever returned equal the bumps made.
-func TestAcquireRacingSweepNeverPinsDeadEntry(t *testing.T) {
+func TestAcquireRacingCollectNeverPinsDeadEntry(t *testing.T) {
 	const workers, rounds = 4, 2000
 	m := newMap()
 	var made atomic.Uint64
@@ -166,7 +177,7 @@ func TestAcquireRacingSweepNeverPinsDeadEntry(t *testing.T) {
 	var counted uint64
 	seen := map[*Entry[atomic.Uint64]]bool{}
 	sweep := func() {
-		for _, e := range m.Sweep() {
+		for _, e := range sweep(m) {
 			if e.Dead() && !seen[e] {
 				seen[e] = true
 				counted += e.Value.Load()
@@ -188,5 +199,29 @@ func TestAcquireRacingSweepNeverPinsDeadEntry(t *testing.T) {
 	}
 	if m.Len() != 0 || len(m.Rows()) != 0 {
 		t.Fatalf("after all releases: Len %d, rows %q; want empty", m.Len(), keys(m.Rows()))
+	}
+}
+
+func TestKeySharesQuotedMemoryWhenNothingIsEscaped(t *testing.T) {
+	m := newMap()
+	plain := m.Lookup("demo/bbb")
+	if plain.Key() != "demo/bbb" || unsafe.StringData(plain.Key()) != unsafe.StringData(plain.Quoted()[1:]) {
+		t.Fatalf("key %q does not share the quoted form's memory", plain.Key())
+	}
+	if unsafe.StringData(plain.Quoted()) != &plain.inline[0] {
+		t.Fatalf("a short key is not stored in the entry")
+	}
+	long := strings.Repeat("x", InlineKey)
+	l := m.Lookup(long)
+	if l.Key() != long || l.Quoted() != `"`+long+`"` || unsafe.StringData(l.Quoted()) == &l.inline[0] {
+		t.Fatalf("a key longer than InlineKey: Key %d bytes, Quoted %d bytes", len(l.Key()), len(l.Quoted()))
+	}
+	src := "x\ny and more"
+	escaped := m.Lookup(src[:3])
+	if escaped.Key() != "x\ny" || escaped.Quoted() != `"x\ny"` {
+		t.Fatalf("escaped key: Key %q, Quoted %q", escaped.Key(), escaped.Quoted())
+	}
+	if unsafe.StringData(escaped.Key()) == unsafe.StringData(src) {
+		t.Fatalf("escaped key aliases the caller's string instead of a copy")
 	}
 }

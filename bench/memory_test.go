@@ -1,0 +1,123 @@
+package bench
+
+import (
+	"fmt"
+	"runtime"
+	"sync"
+	"testing"
+
+	"github.com/moqstats/moqstats"
+)
+
+const memoryEntries = 20000
+
+// heapInUse returns live heap bytes after a full collection.
+func heapInUse() uint64 {
+	runtime.GC()
+	runtime.GC()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	return ms.HeapAlloc
+}
+
+// BenchmarkEntryMemory is target 4: heap bytes per live entry holding one
+// broadcast guard and one track guard bumped by one goroutine. "opened"
+// counts the entry, its map slot and the guards; "steady" adds what the
+// passes keep per entry once it has been emitted (sorted rows, frame
+// scratch). Run with -cpu 2,64: the result must not depend on GOMAXPROCS.
+func BenchmarkEntryMemory(b *testing.B) {
+	paths := make([]string, memoryEntries)
+	for i := range paths {
+		paths[i] = fmt.Sprintf("customer-%d/live/%d", i%97, i)
+	}
+	var opened, steady float64
+	// A b.N loop, not b.Loop: the testing package reports the first -cpu
+	// value of a b.Loop benchmark from its probe run, at the default
+	// GOMAXPROCS.
+	for range b.N {
+		s, err := moqstats.New(moqstats.Config{Origin: &Discard{}, Interval: 1 << 62})
+		if err != nil {
+			b.Fatal(err)
+		}
+		before := heapInUse()
+		guards := make([]*moqstats.BroadcastGuard, 0, memoryEntries)
+		tracks := make([]*moqstats.TrackGuard, 0, memoryEntries)
+		h := s.Tier(moqstats.External)
+		for _, p := range paths {
+			g := h.Broadcast(p).Publisher()
+			t := g.Track("video")
+			t.Bytes(1200)
+			t.Frame()
+			guards = append(guards, g)
+			tracks = append(tracks, t)
+		}
+		slices := uint64(cap(guards)+cap(tracks)) * 8 // the benchmark's own bookkeeping
+		opened = float64(heapInUse()-before-slices) / memoryEntries
+		s.Flush()
+		for _, t := range tracks {
+			t.Frame()
+		}
+		s.Flush()
+		steady = float64(heapInUse()-before-slices) / memoryEntries
+		for i := range tracks {
+			tracks[i].Close()
+			guards[i].Close()
+		}
+		s.Close()
+	}
+	b.ReportMetric(opened, "B/entry-opened")
+	b.ReportMetric(steady, "B/entry-steady")
+	b.ReportMetric(0, "ns/op")
+}
+
+// BenchmarkHotEntryMemory reports what a broadcast bumped from every P
+// costs, guards included: its publisher counters inflate to per-P cells.
+// Informational: it grows with GOMAXPROCS by design (see package shard).
+// One goroutine per P opens a guard on each of hotEntries broadcasts, all
+// open at once; the goroutines start before the first heap reading so
+// their descriptors are not counted.
+func BenchmarkHotEntryMemory(b *testing.B) {
+	const hotEntries = 200
+	var perEntry float64
+	for range b.N { // not b.Loop: see BenchmarkEntryMemory
+
+		s, err := moqstats.New(moqstats.Config{Origin: &Discard{}, Interval: 1 << 62})
+		if err != nil {
+			b.Fatal(err)
+		}
+		procs := runtime.GOMAXPROCS(0)
+		tracks := make([][]*moqstats.TrackGuard, procs)
+		for i := range tracks {
+			tracks[i] = make([]*moqstats.TrackGuard, hotEntries)
+		}
+		start := make(chan struct{})
+		var opened, done sync.WaitGroup
+		opened.Add(procs)
+		for i := range tracks {
+			done.Go(func() {
+				<-start
+				h := s.Tier(moqstats.External)
+				for e := range hotEntries {
+					tracks[i][e] = h.Broadcast(fmt.Sprint("hot/", e)).PublisherTrack("video")
+				}
+				opened.Done()
+				opened.Wait() // every guard open at once: the sets inflate
+				for _, t := range tracks[i] {
+					t.Bytes(1200)
+				}
+			})
+		}
+		before := heapInUse()
+		close(start)
+		done.Wait()
+		perEntry = float64(heapInUse()-before) / hotEntries
+		for _, ts := range tracks {
+			for _, t := range ts {
+				t.Close()
+			}
+		}
+		s.Close()
+	}
+	b.ReportMetric(perEntry, "B/hot-entry")
+	b.ReportMetric(0, "ns/op")
+}
