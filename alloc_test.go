@@ -1,6 +1,7 @@
 package moqstats_test
 
 import (
+	"fmt"
 	"os/exec"
 	"regexp"
 	"testing"
@@ -89,17 +90,33 @@ func TestBumpsInline(t *testing.T) {
 	}
 }
 
-// TestSlotsPaddedToAlignedSizeClasses pins the layout that keeps every
-// slot's counters on cache lines of their own: slots and broadcast entries
-// (which hold their first slot at offset 0) have power-of-two sizes,
-// multiples of the line, which Go's allocator aligns to their size.
-func TestSlotsPaddedToAlignedSizeClasses(t *testing.T) {
-	for name, size := range map[string]uintptr{"slot": moqstats.SlotSize, "entry": moqstats.EntrySize} {
-		if size&(size-1) != 0 || size%moqstats.LineSize != 0 {
-			t.Errorf("%s size %d: want a power of two and a multiple of the %d-byte line", name, size, moqstats.LineSize)
-		}
+// TestSlotsAndEntriesAreLineAligned pins the layout that keeps every
+// slot's counters on cache lines of their own: slots have a power-of-two
+// size, which Go's allocator aligns to; broadcast entries hold their first
+// slot at offset 0 and are allocated line-aligned; and an entry's
+// refcount, written by every guard open and close, starts a line away
+// from the key every lookup reads.
+func TestSlotsAndEntriesAreLineAligned(t *testing.T) {
+	if size := moqstats.SlotSize; size&(size-1) != 0 || size%moqstats.LineSize != 0 {
+		t.Errorf("slot size %d: want a power of two and a multiple of the %d-byte line", size, moqstats.LineSize)
+	}
+	if moqstats.EntrySize%moqstats.LineSize != 0 {
+		t.Errorf("entry size %d: want a multiple of the %d-byte line", moqstats.EntrySize, moqstats.LineSize)
 	}
 	if moqstats.FirstSlotOffset != 0 {
 		t.Errorf("an entry's own slot is at offset %d, want 0", moqstats.FirstSlotOffset)
+	}
+	if off := moqstats.RefsOffset; off%moqstats.LineSize != 0 {
+		t.Errorf("refcount at offset %d, want the start of a line", off)
+	}
+	s, _ := setup(t)
+	h := s.Tier(moqstats.External)
+	for i := range 200 {
+		path := fmt.Sprint("aligned/", i)
+		g := h.Broadcast(path).Publisher()
+		defer g.Close()
+		if addr := moqstats.EntryAddr(s, path); addr%moqstats.LineSize != 0 {
+			t.Fatalf("entry %d at %#x, not aligned to the %d-byte line", i, addr, moqstats.LineSize)
+		}
 	}
 }

@@ -12,8 +12,7 @@ import (
 // pins the broadcast's counters until Close. Methods on a nil guard are
 // no-ops.
 type BroadcastGuard struct {
-	e      *registry.Entry[broadcastEntry]
-	c      *counters.Counters
+	sl     *slot // pinned until Close
 	closed atomic.Bool
 }
 
@@ -21,10 +20,10 @@ type BroadcastGuard struct {
 // subscriptions now and subscriptions_closed on Close. name is not
 // recorded. It returns nil once the broadcast guard is closed.
 func (g *BroadcastGuard) Track(name string) *TrackGuard {
-	if g == nil || g.closed.Load() || !g.e.TryAcquire() {
+	if g == nil || g.closed.Load() || !g.sl.pins.TryAcquire() {
 		return nil
 	}
-	return newTrackGuard(g.e, g.c)
+	return newTrackGuard(g.sl)
 }
 
 // Close bumps announced_closed and unpins the broadcast. Only the first
@@ -33,8 +32,8 @@ func (g *BroadcastGuard) Close() {
 	if g == nil || !g.closed.CompareAndSwap(false, true) {
 		return
 	}
-	g.c.Add(counters.AnnouncedClosed, 1)
-	g.e.Release()
+	g.sl.Add(counters.AnnouncedClosed, 1)
+	g.sl.pins.Release()
 }
 
 // TrackGuard is an open track subscription on one broadcast, role and
@@ -45,16 +44,17 @@ type TrackGuard struct {
 	// lane is where bumps land; detached (nil cell) once closed, which
 	// is what drops later bumps and makes Close idempotent.
 	lane shard.Lane
-	c    *counters.Counters
-	e    *registry.Entry[broadcastEntry] // pinned until Close
+	sl   *slot // its entry pinned until Close
 }
 
-// newTrackGuard opens a track guard on c, inside e, which the caller
-// pinned for it.
-func newTrackGuard(e *registry.Entry[broadcastEntry], c *counters.Counters) *TrackGuard {
-	t := &TrackGuard{c: c, e: e}
-	c.Add(counters.Subscriptions, 1)
-	c.Attach(&t.lane)
+// newTrackGuard opens a track guard on sl, whose entry the caller pinned
+// for it. The open and close bumps go through the guard's lane, like its
+// payload bumps, so a busy broadcast's guards share no counter line with
+// each other.
+func newTrackGuard(sl *slot) *TrackGuard {
+	t := &TrackGuard{sl: sl}
+	sl.Attach(&t.lane)
+	t.lane.Add(counters.Subscriptions, 1)
 	return t
 }
 
@@ -78,7 +78,7 @@ func (t *TrackGuard) Frame() {
 // for goroutines that migrate.
 func (t *TrackGuard) Group() {
 	if t != nil {
-		t.c.Repin(&t.lane)
+		t.sl.Repin(&t.lane)
 		t.lane.Add(counters.Groups, 1)
 	}
 }
@@ -86,11 +86,13 @@ func (t *TrackGuard) Group() {
 // Close bumps subscriptions_closed and unpins the broadcast. Only the
 // first call has an effect; bumps after it are dropped.
 func (t *TrackGuard) Close() {
-	if t == nil || !t.c.Detach(&t.lane) {
+	if t == nil {
 		return
 	}
-	t.c.Add(counters.SubscriptionsClosed, 1)
-	t.e.Release()
+	if cell := t.sl.Detach(&t.lane); cell != nil {
+		cell[counters.SubscriptionsClosed].Add(1)
+		t.sl.pins.Release()
+	}
 }
 
 // SessionGuard is a connected session under an auth root on one tier.

@@ -143,9 +143,9 @@ func (b BroadcastStats) open(r role) *BroadcastGuard {
 	if e == nil {
 		return nil
 	}
-	c := &e.Value.slot(slotIndex(b.tier, r)).Counters
-	c.Add(counters.Announced, 1)
-	return &BroadcastGuard{e: e, c: c}
+	sl := slotOf(e, slotIndex(b.tier, r))
+	sl.Add(counters.Announced, 1)
+	return &BroadcastGuard{sl: sl}
 }
 
 // PublisherTrack opens a publisher track guard without a broadcast guard,
@@ -162,5 +162,5 @@ func (b BroadcastStats) track(r role) *TrackGuard {
 	if e == nil {
 		return nil
 	}
-	return newTrackGuard(e, &e.Value.slot(slotIndex(b.tier, r)).Counters)
+	return newTrackGuard(slotOf(e, slotIndex(b.tier, r)))
 }

@@ -6,7 +6,6 @@ import (
 
 	"github.com/moqstats/moqstats/counters"
 	"github.com/moqstats/moqstats/internal/moqpath"
-	"github.com/moqstats/moqstats/internal/registry"
 )
 
 // SessionBroadcasts turns one peer session's subscriptions into the
@@ -30,9 +29,8 @@ type SessionBroadcasts struct {
 // pins the entry from the first subscription to the last close.
 type subscription struct {
 	key string
-	e   *registry.Entry[broadcastEntry]
-	c   *counters.Counters // e's counters for the tracker's slot
-	n   int                // live guards; guarded by SessionBroadcasts.mu
+	sl  *slot // the broadcast's slot for the tracker's role and tier
+	n   int   // live guards; guarded by SessionBroadcasts.mu
 }
 
 // Subscribe registers one subscription of this session to path. Hold the
@@ -52,11 +50,11 @@ func (sb *SessionBroadcasts) Subscribe(path string) *SubscriptionGuard {
 	sub := sb.subs[key]
 	if sub == nil {
 		e := sb.s.broadcasts.Acquire(key)
-		c := &e.Value.slot(sb.slot).Counters
+		sl := slotOf(e, sb.slot)
 		// Under mu, so this session's first-open and last-close bumps
 		// are ordered, and broadcasts_closed never overtakes broadcasts.
-		c.Add(counters.Broadcasts, 1)
-		sub = &subscription{key: e.Key(), e: e, c: c}
+		sl.Add(counters.Broadcasts, 1)
+		sub = &subscription{key: e.Key(), sl: sl}
 		sb.subs[key] = sub
 	}
 	sub.n++
@@ -85,6 +83,6 @@ func (g *SubscriptionGuard) Close() {
 		return
 	}
 	delete(sb.subs, sub.key)
-	sub.c.Add(counters.BroadcastsClosed, 1)
-	sub.e.Release()
+	sub.sl.Add(counters.BroadcastsClosed, 1)
+	sub.sl.pins.Release()
 }

@@ -46,37 +46,37 @@ type Stats struct {
 // itself, so the pass reads a typical broadcast, key and counters, from one
 // object.
 //
-// The registry entry holding it is padded to entrySize, a power of two, so
-// Go's allocator aligns it to its size and first, at offset 0, shares no
-// cache line with another entry.
+// Layout: first at offset 0, then entryPad, sized so that the registry's
+// refcount, which guards write on every open and close, starts a cache
+// line of its own. The entry comes out a multiple of the line size and a
+// size class of Go's allocator (512 bytes on amd64), so entries are
+// line-aligned and first shares no line with another object.
 type broadcastEntry struct {
-	broadcastFields
-	_ [entrySize - unsafe.Sizeof(registry.Entry[broadcastFields]{})]byte
+	first slot
+	_     [entryPad]byte
+	slots [4]atomic.Pointer[slot]
 }
 
-type broadcastFields struct {
-	first      slot
-	slots      [4]atomic.Pointer[slot]
-	firstTaken atomic.Bool // first is, or is being, installed in slots
-}
+const entryPad = (lineSize - (unsafe.Sizeof(slot{})+unsafe.Sizeof([4]atomic.Pointer[slot]{})+
+	unsafe.Offsetof(registry.Entry[struct{}]{}.Refs))%lineSize) % lineSize
 
-const entrySize = 512
-
-// slot returns slot i, setting it up.
-func (b *broadcastEntry) slot(i int) *slot {
+// slotOf returns slot i of e, setting it up.
+func slotOf(e *registry.Entry[broadcastEntry], i int) *slot {
+	b := &e.Value
 	if sl := b.slots[i].Load(); sl != nil {
 		return sl
 	}
 	sl := &b.first
-	if !b.firstTaken.CompareAndSwap(false, true) {
+	if !sl.claimed.CompareAndSwap(false, true) {
 		sl = new(slot)
 	}
+	sl.pins = &e.Refs // before the slot is published below
 	if b.slots[i].CompareAndSwap(nil, sl) {
 		return sl
 	}
 	// Another guard set up slot i first.
 	if sl == &b.first {
-		b.firstTaken.Store(false)
+		sl.claimed.Store(false)
 	}
 	return b.slots[i].Load()
 }
@@ -92,6 +92,13 @@ func (sl *slot) touch() uint64 {
 type slotFields struct {
 	counters.Counters
 	emitted snapshot.Emitted[counters.Snapshot]
+	// pins is the refcount of the entry the slot belongs to, so that a
+	// guard holding the slot can unpin it; set before the slot is
+	// published.
+	pins *registry.Refs
+	// claimed is set once an entry's own slot (broadcastFields.first) is
+	// installed, or being installed, as one of its four.
+	claimed atomic.Bool
 }
 
 // slot pads slotFields to a power of two, a multiple of two cache lines.

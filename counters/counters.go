@@ -40,8 +40,9 @@ func (c *Counters) Add(i int, n uint64) { c.set.Add(i, n) }
 // Attach attaches lane l to these counters; see shard.Set.Attach.
 func (c *Counters) Attach(l *shard.Lane) { c.set.Attach(l) }
 
-// Detach detaches l, reporting whether it was attached.
-func (c *Counters) Detach(l *shard.Lane) bool { return c.set.Detach(l) }
+// Detach detaches l and returns the cell it was attached to (nil if it
+// was not), for the guard's closing bump.
+func (c *Counters) Detach(l *shard.Lane) *shard.Cell { return c.set.Detach(l) }
 
 // Repin moves l to the cell of the P it runs on now.
 func (c *Counters) Repin(l *shard.Lane) { c.set.Repin(l) }

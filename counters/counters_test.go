@@ -136,8 +136,8 @@ func TestConcurrentGuardsNeverReadClosedAboveOpen(t *testing.T) {
 				var l shard.Lane
 				g.Add(Sessions, 1)
 				c.Add(Announced, 1)
-				c.Attach(&l)
-				c.Add(Subscriptions, 1)
+				c.Attach(&l) // a track guard: open and close bumps in its cell
+				l.Add(Subscriptions, 1)
 				c.Add(Broadcasts, 1)
 				l.Add(Bytes, 1200)
 				l.Add(Frames, 1)
@@ -145,8 +145,7 @@ func TestConcurrentGuardsNeverReadClosedAboveOpen(t *testing.T) {
 					runtime.Gosched()
 				}
 				c.Add(BroadcastsClosed, 1)
-				c.Add(SubscriptionsClosed, 1)
-				c.Detach(&l)
+				c.Detach(&l)[SubscriptionsClosed].Add(1)
 				c.Add(AnnouncedClosed, 1)
 				g.Add(SessionsClosed, 1)
 			}

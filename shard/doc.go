@@ -14,12 +14,12 @@
 // the add.
 //
 // The set is adaptive, in the spirit of Java's LongAdder (Striped64): it
-// starts as one compact base cell, and the first lane of an idle set takes
-// it. Only when a second lane attaches while one is attached, so that two
-// goroutines may bump at the same instant, is the set inflated: it gets a
-// table of per-P slots, and each further lane a padded cell of its own P,
-// allocated on first use. A set bumped by one goroutine, which is most of a
-// relay's broadcasts, never allocates a cell.
+// starts as one compact base cell, which one lane at a time may hold. Only
+// when a lane attaches while another holds base, so that two goroutines
+// may bump at the same instant, is the set inflated: it gets a table of
+// per-P slots, and each further lane a padded cell of its own P, allocated
+// on first use. A set bumped by one goroutine at a time, which is most of
+// a relay's broadcasts, never allocates a cell.
 //
 // Which cell a lane takes depends on the build:
 //

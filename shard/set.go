@@ -65,9 +65,9 @@ type Set struct {
 	// base takes the one lane that attaches to an idle set, and one-off
 	// bumps when there is no cell for the caller. Summed forever.
 	base Cell
-	// lanes counts attached lanes. Only a lane that makes it 1 may take
-	// base, so no two lanes ever share base.
-	lanes atomic.Int32
+	// baseTaken is set while a lane is attached to base, so no two lanes
+	// ever share it.
+	baseTaken atomic.Bool
 	// rr is the round-robin cursor of the purego build; guarded by mu.
 	rr uint32
 	// table is nil until a lane attaches while another is attached (the
@@ -84,44 +84,53 @@ type Set struct {
 // an atomic add, inlined into the caller. The zero Lane is detached and
 // drops bumps.
 type Lane struct {
-	// c is the attached cell, nil when detached. Written by Attach,
-	// Repin (compare-and-swap, so it cannot revive a detached lane) and
-	// Detach (swap to nil); read by every bump.
-	c atomic.Pointer[Cell]
+	// c is the attached cell, nil when detached. Written by Attach
+	// (before the lane is shared, so a plain store), Repin (compare-and-
+	// swap, so it cannot revive a detached lane) and Detach (swap to nil);
+	// read by every bump.
+	c unsafe.Pointer // *Cell
 }
+
+func (l *Lane) cell() *Cell { return (*Cell)(atomic.LoadPointer(&l.c)) }
 
 // Add adds n to counter i of the lane's cell, or does nothing when the
 // lane is detached. i must be in [0, Width); callers pass constants.
 func (l *Lane) Add(i int, n uint64) {
-	if c := l.c.Load(); c != nil {
+	if c := l.cell(); c != nil {
 		c[i].Add(n)
 	}
 }
 
 // Attached reports whether l is attached to a set.
-func (l *Lane) Attached() bool { return l.c.Load() != nil }
+func (l *Lane) Attached() bool { return l.cell() != nil }
 
-// Attach attaches l, which must be detached, to s. The first lane of an
-// idle set takes the base cell, so a set bumped by one goroutine never
-// allocates. Any other lane gets a cell of its own P (purego: the next
-// cell round-robin), inflating the set on first need.
+// Attach attaches l, which must be detached and not yet shared with other
+// goroutines (Attach stores to it without synchronization), to s. While the set is not inflated, a lane takes the base
+// cell when no other lane has it, so a set bumped by one goroutine at a
+// time never allocates. Any other lane gets a cell of its own P (purego:
+// the next cell round-robin), inflating the set on first need; once
+// inflated, every lane does, so lanes opening and closing on a busy set
+// never touch a shared line for base.
 func (s *Set) Attach(l *Lane) {
-	if s.lanes.Add(1) == 1 && s.table.Load() == nil {
-		l.c.Store(&s.base)
+	// Loads first: a compare-and-swap that fails still takes the line
+	// exclusively.
+	if s.table.Load() == nil && !s.baseTaken.Load() && s.baseTaken.CompareAndSwap(false, true) {
+		l.c = unsafe.Pointer(&s.base)
 		return
 	}
-	l.c.Store(s.laneCell())
+	l.c = unsafe.Pointer(s.laneCell())
 }
 
-// Detach detaches l from s. It reports false, and changes nothing, when l
-// was not attached. Bumps that loaded the cell before Detach still land
-// in it and are counted.
-func (s *Set) Detach(l *Lane) bool {
-	if l.c.Swap(nil) == nil {
-		return false
+// Detach detaches l from s and returns the cell it was attached to, nil
+// when it was not attached (then nothing changes). Bumps that loaded the
+// cell before Detach still land in it and are counted. The caller may make
+// one last bump (a close) in the returned cell: it costs nothing shared.
+func (s *Set) Detach(l *Lane) *Cell {
+	c := (*Cell)(atomic.SwapPointer(&l.c, nil))
+	if c == &s.base {
+		s.baseTaken.Store(false)
 	}
-	s.lanes.Add(-1)
-	return true
+	return c
 }
 
 // Repin moves an attached lane of an inflated set to the cell of the P it
@@ -132,12 +141,12 @@ func (s *Set) Repin(l *Lane) {
 	if !procPinned || s.table.Load() == nil {
 		return
 	}
-	old := l.c.Load()
-	if old == nil {
-		return
+	old := l.cell()
+	if old == nil || old == &s.base {
+		return // detached, or on base, which no other lane shares
 	}
 	if c := s.pCell(pid(), true); c != old {
-		l.c.CompareAndSwap(old, c)
+		atomic.CompareAndSwapPointer(&l.c, unsafe.Pointer(old), unsafe.Pointer(c))
 	}
 }
 

@@ -42,7 +42,7 @@ func TestFirstLaneTakesBaseWithoutInflating(t *testing.T) {
 	if s.table.Load() != nil {
 		t.Fatalf("one lane inflated the set; want base only")
 	}
-	if got := l.c.Load(); got != &s.base {
+	if got := l.cell(); got != &s.base {
 		t.Fatalf("first lane points at %p, want base %p", got, &s.base)
 	}
 	if got := sum(&s)[3]; got != 12 {
@@ -58,8 +58,8 @@ func TestSecondConcurrentLaneGetsItsOwnCell(t *testing.T) {
 	if !s.Inflated() {
 		t.Fatalf("second concurrent lane did not inflate the set")
 	}
-	if a.c.Load() == b.c.Load() {
-		t.Fatalf("two concurrent lanes share cell %p; want base and a cell", a.c.Load())
+	if a.cell() == b.cell() {
+		t.Fatalf("two concurrent lanes share cell %p; want base and a cell", a.cell())
 	}
 	if got := s.Cells(); got != 1 {
 		t.Fatalf("Cells() = %d, want 1 (one cell for the second lane)", got)
@@ -81,7 +81,7 @@ func TestLaneAfterIdleReusesBase(t *testing.T) {
 	if s.Inflated() {
 		t.Fatalf("sequential lanes inflated the set; want base reused")
 	}
-	if b.c.Load() != &s.base {
+	if b.cell() != &s.base {
 		t.Fatalf("lane of an idle set is not on base")
 	}
 }
@@ -91,18 +91,18 @@ func TestDetachIsIdempotentAndDropsLaterBumps(t *testing.T) {
 	var l Lane
 	s.Attach(&l)
 	l.Add(1, 1)
-	if !s.Detach(&l) {
-		t.Fatalf("first Detach = false, want true")
+	if c := s.Detach(&l); c != &s.base {
+		t.Fatalf("first Detach = %p, want the base cell %p", c, &s.base)
 	}
-	if s.Detach(&l) {
-		t.Fatalf("second Detach = true, want false")
+	if c := s.Detach(&l); c != nil {
+		t.Fatalf("second Detach = %p, want nil", c)
 	}
 	l.Add(1, 100)
 	if got := sum(&s)[1]; got != 1 {
 		t.Fatalf("Sum = %d after a bump on a detached lane, want 1", got)
 	}
-	if got := s.lanes.Load(); got != 0 {
-		t.Fatalf("lanes = %d after detach twice, want 0", got)
+	if s.baseTaken.Load() {
+		t.Fatalf("base still taken after its lane detached twice")
 	}
 	var zero Lane
 	zero.Add(1, 1) // a zero Lane drops bumps

@@ -22,6 +22,9 @@ import (
 // lossy.Fix, leading and trailing '/' trimmed, runs of '/' collapsed to
 // one. A path of only slashes normalizes to "".
 func Normalize(s string) string {
+	if isNormalASCII(s) {
+		return s // the common case, checked eight bytes at a time
+	}
 	s = lossy.Fix(s)
 	if isNormal(s) {
 		return s
@@ -38,6 +41,56 @@ func Normalize(s string) string {
 		b.WriteString(seg)
 	}
 	return b.String()
+}
+
+const (
+	lo7  = 0x7f7f7f7f7f7f7f7f
+	hi   = 0x8080808080808080
+	ones = 0x0101010101010101
+)
+
+// isNormalASCII reports whether s is ASCII and normal. It reads s a word at
+// a time: a word with a high bit set has non-ASCII bytes; slashMask marks
+// the '/' bytes, and two marks a byte apart, or a mark at a word's end and
+// at the next word's start, are a run of slashes.
+func isNormalASCII(s string) bool {
+	if s == "" {
+		return true
+	}
+	if s[0] == '/' || s[len(s)-1] == '/' {
+		return false
+	}
+	var carry uint64 // the previous word ended in '/'
+	for len(s) >= 8 {
+		w := uint64(s[0]) | uint64(s[1])<<8 | uint64(s[2])<<16 | uint64(s[3])<<24 |
+			uint64(s[4])<<32 | uint64(s[5])<<40 | uint64(s[6])<<48 | uint64(s[7])<<56
+		if w&hi != 0 {
+			return false
+		}
+		m := slashMask(w)
+		if m&(m>>8) != 0 || carry&m&0x80 != 0 {
+			return false
+		}
+		carry = m >> 56
+		s = s[8:]
+	}
+	prev := carry != 0
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c >= 0x80 || (c == '/' && prev) {
+			return false
+		}
+		prev = c == '/'
+	}
+	return true
+}
+
+// slashMask returns 0x80 in each byte of w (all ASCII) that is '/', and 0
+// in the others. (For ASCII bytes, adding 0x7f to each byte of w^'/' sets
+// the high bit exactly for the bytes that are not zero.)
+func slashMask(w uint64) uint64 {
+	v := w ^ ('/' * ones)
+	return ^((v & lo7) + lo7 | v) & hi
 }
 
 func isNormal(s string) bool {

@@ -72,6 +72,39 @@ func TestJoinSkipsEmptySides(t *testing.T) {
 	}
 }
 
+// TestNormalASCIIFastPathAgreesWithDefinition checks the word-at-a-time
+// check against the definition on every string of up to 11 bytes over an
+// alphabet of a letter, a slash and a non-ASCII byte, which covers slash
+// runs inside a word, across words and in the tail.
+func TestNormalASCIIFastPathAgreesWithDefinition(t *testing.T) {
+	var check func(s string, depth int)
+	check = func(s string, depth int) {
+		if got, want := isNormalASCII(s), isNormal(s) && isASCII(s); got != want {
+			t.Fatalf("isNormalASCII(%q) = %v, want %v", s, got, want)
+		}
+		if depth > 0 {
+			for _, c := range []string{"a", "/", "\x80"} {
+				check(s+c, depth-1)
+			}
+		}
+	}
+	check("", 11)
+	for _, s := range []string{"customer-42/live/12345", "abcdefg//hij", "abcdefgh/ijklmnop", "abcdefgh//", "abcdefg/h/ijklmno/q"} {
+		if got, want := isNormalASCII(s), isNormal(s) && isASCII(s); got != want {
+			t.Fatalf("isNormalASCII(%q) = %v, want %v", s, got, want)
+		}
+	}
+}
+
+func isASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= 0x80 {
+			return false
+		}
+	}
+	return true
+}
+
 func FuzzNormalizeIsNormalAndIdempotent(f *testing.F) {
 	for _, s := range []string{"", "/", "a//b", "/x/", "\xff/\xfe"} {
 		f.Add(s)

@@ -6,11 +6,12 @@
 //
 //  1. An entry is collected (marked dead and removed from the map) only
 //     while no guard pins it, and a dead entry can never be pinned again.
-//     Both are decided by one compare-and-swap on the entry's refcount:
-//     Acquire moves it from n >= 0 to n+1, collection from exactly 0 to
-//     dead (-1). Whichever comes first wins; the loser retries (Acquire
-//     then finds or creates a fresh entry for the key). No lock is taken
-//     to pin an existing entry.
+//     Both are decided on the entry's refcount: Acquire adds 1 and keeps
+//     the pin if the result is positive, collection swaps exactly 0 for
+//     dead, a value far below zero. If the add comes first the swap fails;
+//     if the swap comes first the add sees a negative result, undoes itself
+//     and Acquire finds or creates a fresh entry for the key. No lock is
+//     taken to pin an existing entry.
 //  2. Collection happens only in Collect, which the pass calls on a row
 //     right before it reads the row's counters, so a collected entry's
 //     final counters are read before it is forgotten. An entry is forgotten
@@ -34,6 +35,7 @@ package registry
 
 import (
 	"cmp"
+	"math"
 	"slices"
 	"strconv"
 	"strings"
@@ -41,14 +43,19 @@ import (
 	"unsafe"
 
 	"github.com/puzpuzpuz/xsync/v3"
+	"golang.org/x/sys/cpu"
 )
 
-// dead is the refcount of a collected entry.
-const dead = -1
+// dead is the refcount of a collected entry: so far below zero that the
+// transient +1 of a TryAcquire that loses to collection cannot lift it.
+const dead = math.MinInt64 / 2
 
 // InlineKey is how many bytes of quoted key an Entry holds in itself.
 // Longer keys live in an allocation of their own.
-const InlineKey = 160
+const InlineKey = 128
+
+// lineSize is the cache line size refs is isolated by.
+const lineSize = unsafe.Sizeof(cpu.CacheLinePad{})
 
 // Entry is one key's value and the bookkeeping that decides its lifetime.
 //
@@ -64,12 +71,18 @@ type Entry[T any] struct {
 
 	key    string // normalized key; immutable
 	quoted string // key as a JSON string, for the encoder; immutable
-	// refs counts guards pinning the entry; dead once collected.
-	refs atomic.Int64
+
+	// Refs is written by every guard open and close while the fields
+	// around it are only read (the key on every map lookup): it gets a
+	// line of its own when the caller sizes Value to end 32 bytes into a
+	// line, as package moqstats does and tests.
+	Refs
 	// next links the entry into Map.fresh from its creation until the
 	// Merge that takes it into the rows; written before the push that
 	// publishes it, read only by that Merge.
 	next *Entry[T]
+	_    [lineSize - unsafe.Sizeof(Refs{}) - unsafe.Sizeof(uintptr(0))]byte
+
 	// inline holds quoted (and key, its middle) when they fit; immutable.
 	inline [InlineKey]byte
 }
@@ -80,27 +93,33 @@ func (e *Entry[T]) Key() string { return e.key }
 // Quoted returns the entry's key encoded as a JSON string.
 func (e *Entry[T]) Quoted() string { return e.quoted }
 
+// Refs counts the guards that pin an entry; it is dead once the entry is
+// collected. Guards may hold a *Refs rather than the entry itself.
+type Refs struct{ refs atomic.Int64 }
+
 // Dead reports whether the entry has been collected.
-func (e *Entry[T]) Dead() bool { return e.refs.Load() < 0 }
+func (r *Refs) Dead() bool { return r.refs.Load() < 0 }
 
 // Pinned reports whether a guard pins the entry now. A pass calls Collect
 // only for entries that are not pinned, keeping the common case inline.
-func (e *Entry[T]) Pinned() bool { return e.refs.Load() > 0 }
+func (r *Refs) Pinned() bool { return r.refs.Load() > 0 }
 
-// TryAcquire pins the entry, unless it was collected; see invariant 1.
-func (e *Entry[T]) TryAcquire() bool {
-	for n := e.refs.Load(); n >= 0; n = e.refs.Load() {
-		if e.refs.CompareAndSwap(n, n+1) {
-			return true
-		}
+// TryAcquire pins the entry, unless it was collected; see invariant 1. It
+// is one atomic add, not a compare-and-swap loop: a hot entry's guards
+// open from every P at once. If the add lands on a dead entry it is undone;
+// the dead refcount stays far below zero either way.
+func (r *Refs) TryAcquire() bool {
+	if r.refs.Add(1) > 0 {
+		return true
 	}
+	r.refs.Add(-1)
 	return false
 }
 
 // Release drops a pin taken by TryAcquire or Map.Acquire.
-func (e *Entry[T]) Release() {
-	if n := e.refs.Add(-1); n < 0 {
-		panic("BUG: registry: release of unpinned entry " + strconv.Quote(e.key) + ", refs now " + strconv.FormatInt(n, 10))
+func (r *Refs) Release() {
+	if n := r.refs.Add(-1); n < 0 {
+		panic("BUG: registry: release of an unpinned entry, refs now " + strconv.FormatInt(n, 10))
 	}
 }
 
@@ -121,11 +140,13 @@ func New[T any](quote func(dst []byte, key string) []byte) *Map[T] {
 	return &Map[T]{m: xsync.NewMapOf[string, *Entry[T]](), quote: quote}
 }
 
-// Lookup returns the live entry for key, creating it if there is none.
-// The entry is not pinned: it may be collected at the next pass unless a
-// guard pins it first.
+// Lookup returns the entry mapped to key, creating one if there is none.
+// The entry is not pinned, and may be dead already (collected, its removal
+// from the map under way) or soon: TryAcquire tells, and Acquire recovers.
+// Not checking for death here keeps Lookup off the refcount's cache line,
+// which a busy entry's guards keep writing.
 func (m *Map[T]) Lookup(key string) *Entry[T] {
-	if e, ok := m.m.Load(key); ok && !e.Dead() {
+	if e, ok := m.m.Load(key); ok {
 		return e
 	}
 	return m.create(key)
@@ -143,8 +164,13 @@ func (m *Map[T]) Get(key string) (*Entry[T], bool) {
 
 // Acquire returns the live entry for key, pinned.
 func (m *Map[T]) Acquire(key string) *Entry[T] {
+	if e := m.Lookup(key); e.TryAcquire() {
+		return e
+	}
 	for {
-		if e := m.Lookup(key); e.TryAcquire() {
+		// The mapped entry is dead: create removes it and makes a
+		// successor, unless another goroutine just did.
+		if e := m.create(key); e.TryAcquire() {
 			return e
 		}
 	}

@@ -1,0 +1,95 @@
+package bench
+
+import (
+	"fmt"
+	"sync/atomic"
+	"testing"
+
+	"github.com/moqstats/moqstats"
+)
+
+// BenchmarkChurn is target 6: guards opened and closed on existing entries
+// from every P, through the public path a relay takes (Broadcast(path),
+// then a track guard), next to a mutex-guarded map of entries. "hot" has
+// every goroutine on one broadcast; "spread" over 1024.
+func BenchmarkChurn(b *testing.B) {
+	for _, k := range []int{1, 1024} {
+		name := "hot"
+		if k > 1 {
+			name = "spread"
+		}
+		paths := make([]string, k)
+		for i := range paths {
+			paths[i] = fmt.Sprintf("customer-%d/live/%d", i%97, i)
+		}
+		b.Run(name+"/moqstats", func(b *testing.B) {
+			s := newStats(b)
+			h := s.Tier(moqstats.External)
+			for _, p := range paths { // keep every entry live
+				g := h.Broadcast(p).Publisher()
+				defer g.Close()
+			}
+			var next atomic.Uint32
+			b.ReportAllocs()
+			b.RunParallel(func(pb *testing.PB) {
+				i := int(next.Add(1)) * 7919
+				for pb.Next() {
+					t := h.Broadcast(paths[i%k]).PublisherTrack("video")
+					t.Close()
+					i++
+				}
+			})
+		})
+		b.Run(name+"/mutex-map", func(b *testing.B) {
+			m := NewMutexMap()
+			for _, p := range paths {
+				m.Open(p)
+			}
+			var next atomic.Uint32
+			b.ReportAllocs()
+			b.RunParallel(func(pb *testing.PB) {
+				i := int(next.Add(1)) * 7919
+				for pb.Next() {
+					e, t := m.Open(paths[i%k])
+					m.Close(e, t)
+					i++
+				}
+			})
+		})
+	}
+}
+
+// BenchmarkGuardOpenClose reports the cost and allocations of each guard
+// kind's open and close on a live entry (target 3: at most 2 allocations).
+func BenchmarkGuardOpenClose(b *testing.B) {
+	s := newStats(b)
+	h := s.Tier(moqstats.External)
+	bs := h.Broadcast("live")
+	pin := bs.Publisher()
+	defer pin.Close()
+	viewer := h.PublisherBroadcasts()
+	b.Run("track", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			pin.Track("video").Close()
+		}
+	})
+	b.Run("broadcast", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			bs.Publisher().Close()
+		}
+	})
+	b.Run("subscription", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			viewer.Subscribe("live").Close()
+		}
+	})
+	b.Run("session", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			h.Session("acme").Close()
+		}
+	})
+}
