@@ -1,11 +1,11 @@
 GO ?= go
 
-.PHONY: test fmt-check vet test-race demo
+.PHONY: test fmt-check vet test-race bench-smoke demo bench profile
 
-# The README's test command: formatting, vet, and the race-enabled test
-# suite in both shard-selection builds (procPin by default, and the
-# moqstats_purego fallback).
-test: fmt-check vet test-race
+# The README's test command: formatting, vet, the race-enabled test suite
+# in both shard-selection builds (procPin by default, and the
+# moqstats_purego fallback), and every benchmark once so none rots.
+test: fmt-check vet test-race bench-smoke
 
 fmt-check:
 	@out=$$(gofmt -l .); \
@@ -14,11 +14,31 @@ fmt-check:
 vet:
 	$(GO) vet ./...
 	$(GO) vet -tags moqstats_purego ./...
+	cd bench && $(GO) vet ./...
 
 test-race:
 	$(GO) test -race -count=1 ./...
 	$(GO) test -race -count=1 -tags moqstats_purego ./...
 
+bench-smoke:
+	cd bench && $(GO) test -run '^$$' -bench . -benchtime 1x -cpu 2,64 .
+
 # A simulated relay printing every frame the stats broadcast writes.
 demo:
 	$(GO) run ./cmd/moqstats-demo -duration 5s
+
+# Every performance target next to its baselines, COUNT times (default 5),
+# with benchstat tables and the target table; see BENCHMARKS.md.
+bench:
+	bench/run.sh
+
+# CPU and heap profiles of the hot path and of a tick, in bench/out; open
+# one with: go tool pprof -http=:8080 bench/out/bench.test bench/out/tick.cpu.prof
+profile:
+	mkdir -p bench/out
+	cd bench && $(GO) test -c -o out/bench.test .
+	cd bench && ./out/bench.test -test.run '^$$' -test.bench '^BenchmarkContended$$/^moqstats$$' -test.cpu 2 -test.benchtime 3s \
+		-test.cpuprofile out/hotpath.cpu.prof -test.memprofile out/hotpath.mem.prof
+	cd bench && ./out/bench.test -test.run '^$$' -test.bench '^BenchmarkFlush$$/^changed$$/^N=100000$$/^moqstats$$' -test.benchtime 40x \
+		-test.cpuprofile out/tick.cpu.prof -test.memprofile out/tick.mem.prof
+	@echo "profiles in bench/out; open with: go tool pprof -http=:8080 bench/out/bench.test bench/out/<name>.prof"

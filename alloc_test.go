@@ -93,9 +93,9 @@ func TestBumpsInline(t *testing.T) {
 // TestSlotsAndEntriesAreLineAligned pins the layout that keeps every
 // slot's counters on cache lines of their own: slots have a power-of-two
 // size, which Go's allocator aligns to; broadcast entries hold their first
-// slot at offset 0 and are allocated line-aligned; and an entry's
-// refcount, written by every guard open and close, starts a line away
-// from the key every lookup reads.
+// slot at offset 0 and are allocated line-aligned; and an entry's state,
+// which the collector writes, starts a line away from the key every lookup
+// reads.
 func TestSlotsAndEntriesAreLineAligned(t *testing.T) {
 	if size := moqstats.SlotSize; size&(size-1) != 0 || size%moqstats.LineSize != 0 {
 		t.Errorf("slot size %d: want a power of two and a multiple of the %d-byte line", size, moqstats.LineSize)
@@ -106,8 +106,8 @@ func TestSlotsAndEntriesAreLineAligned(t *testing.T) {
 	if moqstats.FirstSlotOffset != 0 {
 		t.Errorf("an entry's own slot is at offset %d, want 0", moqstats.FirstSlotOffset)
 	}
-	if off := moqstats.RefsOffset; off%moqstats.LineSize != 0 {
-		t.Errorf("refcount at offset %d, want the start of a line", off)
+	if off := moqstats.StateOffset; off%moqstats.LineSize != 0 {
+		t.Errorf("state at offset %d, want the start of a line", off)
 	}
 	s, _ := setup(t)
 	h := s.Tier(moqstats.External)

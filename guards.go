@@ -20,10 +20,13 @@ type BroadcastGuard struct {
 // subscriptions now and subscriptions_closed on Close. name is not
 // recorded. It returns nil once the broadcast guard is closed.
 func (g *BroadcastGuard) Track(name string) *TrackGuard {
-	if g == nil || g.closed.Load() || !g.sl.pins.TryAcquire() {
+	if g == nil || g.closed.Load() {
 		return nil
 	}
-	return newTrackGuard(g.sl)
+	if t := new(TrackGuard); t.open(g.sl) {
+		return t
+	}
+	return nil // g closed meanwhile and the broadcast was collected
 }
 
 // Close bumps announced_closed and unpins the broadcast. Only the first
@@ -33,7 +36,7 @@ func (g *BroadcastGuard) Close() {
 		return
 	}
 	g.sl.Add(counters.AnnouncedClosed, 1)
-	g.sl.pins.Release()
+	g.sl.Add(counters.Pins, counters.Unpin) // after the close: see TrackGuard.Close
 }
 
 // TrackGuard is an open track subscription on one broadcast, role and
@@ -47,15 +50,21 @@ type TrackGuard struct {
 	sl   *slot // its entry pinned until Close
 }
 
-// newTrackGuard opens a track guard on sl, whose entry the caller pinned
-// for it. The open and close bumps go through the guard's lane, like its
-// payload bumps, so a busy broadcast's guards share no counter line with
-// each other.
-func newTrackGuard(sl *slot) *TrackGuard {
-	t := &TrackGuard{sl: sl}
+// open opens t, a new guard, on sl: it attaches the lane, counts the pin
+// in the lane's cell and bumps subscriptions there, so a busy broadcast's
+// guards open and close without sharing a cache line. It reports false,
+// leaving t detached, when sl's entry was collected (package registry:
+// pin first, then check).
+func (t *TrackGuard) open(sl *slot) bool {
+	t.sl = sl
 	sl.Attach(&t.lane)
+	t.lane.Add(counters.Pins, 1)
+	if !sl.state.Admit() {
+		sl.Detach(&t.lane)[counters.Pins].Add(counters.Unpin)
+		return false
+	}
 	t.lane.Add(counters.Subscriptions, 1)
-	return t
+	return true
 }
 
 // Bytes bumps bytes by n.
@@ -91,7 +100,8 @@ func (t *TrackGuard) Close() {
 	}
 	if cell := t.sl.Detach(&t.lane); cell != nil {
 		cell[counters.SubscriptionsClosed].Add(1)
-		t.sl.pins.Release()
+		// Unpin last: a pass that sees the pin gone then sees the close.
+		cell[counters.Pins].Add(counters.Unpin)
 	}
 }
 
@@ -109,5 +119,5 @@ func (g *SessionGuard) Close() {
 		return
 	}
 	g.e.Value.gauge.Add(counters.SessionsClosed, 1)
-	g.e.Release()
+	g.e.Value.gauge.Add(counters.SessionPins, counters.Unpin)
 }

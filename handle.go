@@ -102,9 +102,16 @@ func (h Handle) Session(root string) *SessionGuard {
 		return nil
 	}
 	// Roots are auth scopes, never stats paths: no cycle filter.
-	e := s.sessions[h.tier].Acquire(moqpath.Normalize(root))
-	e.Value.gauge.Add(counters.Sessions, 1)
-	return &SessionGuard{e: e}
+	m, key := s.sessions[h.tier], moqpath.Normalize(root)
+	for e := m.Lookup(key); ; e = m.Live(key) {
+		g := &e.Value.gauge
+		g.Add(counters.SessionPins, 1)
+		if e.Admit() {
+			g.Add(counters.Sessions, 1)
+			return &SessionGuard{e: e}
+		}
+		g.Add(counters.SessionPins, counters.Unpin) // collected meanwhile
+	}
 }
 
 // BroadcastStats is a per-broadcast, tier-scoped view: open guards from it.
@@ -119,18 +126,6 @@ type BroadcastStats struct {
 // the Stats prefix, or stats disabled); its guards are all nil.
 func (b BroadcastStats) IsEmpty() bool { return b.e == nil }
 
-// pin returns the broadcast's live entry, pinned, or nil.
-func (b BroadcastStats) pin() *registry.Entry[broadcastEntry] {
-	if b.e == nil || b.s.closed.Load() {
-		return nil
-	}
-	if b.e.TryAcquire() {
-		return b.e
-	}
-	// Collected since Broadcast returned: find or create its successor.
-	return b.s.broadcasts.Acquire(b.e.Key())
-}
-
 // Publisher opens a broadcast guard for the publisher (egress) role: it
 // bumps announced now and announced_closed on Close. nil when empty.
 func (b BroadcastStats) Publisher() *BroadcastGuard { return b.open(publisher) }
@@ -138,14 +133,25 @@ func (b BroadcastStats) Publisher() *BroadcastGuard { return b.open(publisher) }
 // Subscriber opens a broadcast guard for the subscriber (ingress) role.
 func (b BroadcastStats) Subscriber() *BroadcastGuard { return b.open(subscriber) }
 
+// live reports whether guards may be opened from b.
+func (b BroadcastStats) live() bool { return b.e != nil && !b.s.closed.Load() }
+
 func (b BroadcastStats) open(r role) *BroadcastGuard {
-	e := b.pin()
-	if e == nil {
+	if !b.live() {
 		return nil
 	}
-	sl := slotOf(e, slotIndex(b.tier, r))
-	sl.Add(counters.Announced, 1)
-	return &BroadcastGuard{sl: sl}
+	i := slotIndex(b.tier, r)
+	// b.e pins nothing and may have been collected: pin, then check (see
+	// package registry), and move to its successor if it died.
+	for e := b.e; ; e = b.s.broadcasts.Live(e.Key()) {
+		sl := slotOf(e, i)
+		sl.Add(counters.Pins, 1)
+		if e.Admit() {
+			sl.Add(counters.Announced, 1)
+			return &BroadcastGuard{sl: sl}
+		}
+		sl.Add(counters.Pins, counters.Unpin)
+	}
 }
 
 // PublisherTrack opens a publisher track guard without a broadcast guard,
@@ -158,9 +164,14 @@ func (b BroadcastStats) PublisherTrack(name string) *TrackGuard { return b.track
 func (b BroadcastStats) SubscriberTrack(name string) *TrackGuard { return b.track(subscriber) }
 
 func (b BroadcastStats) track(r role) *TrackGuard {
-	e := b.pin()
-	if e == nil {
+	if !b.live() {
 		return nil
 	}
-	return newTrackGuard(slotOf(e, slotIndex(b.tier, r)))
+	i := slotIndex(b.tier, r)
+	t := new(TrackGuard)
+	for e := b.e; ; e = b.s.broadcasts.Live(e.Key()) {
+		if t.open(slotOf(e, i)) {
+			return t
+		}
+	}
 }

@@ -49,12 +49,20 @@ func (sb *SessionBroadcasts) Subscribe(path string) *SubscriptionGuard {
 	defer sb.mu.Unlock()
 	sub := sb.subs[key]
 	if sub == nil {
-		e := sb.s.broadcasts.Acquire(key)
-		sl := slotOf(e, sb.slot)
-		// Under mu, so this session's first-open and last-close bumps
-		// are ordered, and broadcasts_closed never overtakes broadcasts.
-		sl.Add(counters.Broadcasts, 1)
-		sub = &subscription{key: e.Key(), sl: sl}
+		m := sb.s.broadcasts
+		for e := m.Lookup(key); ; e = m.Live(key) {
+			sl := slotOf(e, sb.slot)
+			sl.Add(counters.Pins, 1) // pin, then check: see package registry
+			if e.Admit() {
+				// Under mu, so this session's first-open and last-close
+				// bumps are ordered, and broadcasts_closed never
+				// overtakes broadcasts.
+				sl.Add(counters.Broadcasts, 1)
+				sub = &subscription{key: e.Key(), sl: sl}
+				break
+			}
+			sl.Add(counters.Pins, counters.Unpin)
+		}
 		sb.subs[key] = sub
 	}
 	sub.n++
@@ -84,5 +92,5 @@ func (g *SubscriptionGuard) Close() {
 	}
 	delete(sb.subs, sub.key)
 	sub.sl.Add(counters.BroadcastsClosed, 1)
-	sub.sl.pins.Release()
+	sub.sl.Add(counters.Pins, counters.Unpin)
 }

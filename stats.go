@@ -47,8 +47,8 @@ type Stats struct {
 // object.
 //
 // Layout: first at offset 0, then entryPad, sized so that the registry's
-// refcount, which guards write on every open and close, starts a cache
-// line of its own. The entry comes out a multiple of the line size and a
+// State, which the collector writes while guards and lookups read the
+// lines around it, starts a cache line of its own. The entry comes out a multiple of the line size and a
 // size class of Go's allocator (512 bytes on amd64), so entries are
 // line-aligned and first shares no line with another object.
 type broadcastEntry struct {
@@ -58,7 +58,7 @@ type broadcastEntry struct {
 }
 
 const entryPad = (lineSize - (unsafe.Sizeof(slot{})+unsafe.Sizeof([4]atomic.Pointer[slot]{})+
-	unsafe.Offsetof(registry.Entry[struct{}]{}.Refs))%lineSize) % lineSize
+	unsafe.Offsetof(registry.Entry[struct{}]{}.State))%lineSize) % lineSize
 
 // slotOf returns slot i of e, setting it up.
 func slotOf(e *registry.Entry[broadcastEntry], i int) *slot {
@@ -70,7 +70,7 @@ func slotOf(e *registry.Entry[broadcastEntry], i int) *slot {
 	if !sl.claimed.CompareAndSwap(false, true) {
 		sl = new(slot)
 	}
-	sl.pins = &e.Refs // before the slot is published below
+	sl.state = &e.State // before the slot is published below
 	if b.slots[i].CompareAndSwap(nil, sl) {
 		return sl
 	}
@@ -79,6 +79,29 @@ func slotOf(e *registry.Entry[broadcastEntry], i int) *slot {
 		sl.claimed.Store(false)
 	}
 	return b.slots[i].Load()
+}
+
+// pinned reports whether a guard pins the entry: whether any slot's pin
+// counters sum to nonzero. See registry's invariant 1 for why reading them
+// slot by slot, cell by cell, is enough.
+func (b *broadcastEntry) pinned() bool {
+	for i := range b.slots {
+		if sl := b.slots[i].Load(); sl != nil && sl.Pinned() {
+			return true
+		}
+	}
+	return false
+}
+
+// pinnedIn is pinned over slot pointers already loaded: the pass's first,
+// careless look (Collect looks again, with care, before collecting).
+func (b *broadcastEntry) pinnedIn(slots *[4]*slot) bool {
+	for _, sl := range slots {
+		if sl != nil && sl.Pinned() {
+			return true
+		}
+	}
+	return false
 }
 
 // touch loads a word from each cache line the pass reads in sl, and
@@ -92,10 +115,10 @@ func (sl *slot) touch() uint64 {
 type slotFields struct {
 	counters.Counters
 	emitted snapshot.Emitted[counters.Snapshot]
-	// pins is the refcount of the entry the slot belongs to, so that a
-	// guard holding the slot can unpin it; set before the slot is
-	// published.
-	pins *registry.Refs
+	// state is the lifetime state of the entry the slot belongs to, which
+	// a guard checks after counting its pin (registry.State.Admit); set
+	// before the slot is published.
+	state *registry.State
 	// claimed is set once an entry's own slot (broadcastFields.first) is
 	// installed, or being installed, as one of its four.
 	claimed atomic.Bool
@@ -115,6 +138,8 @@ const (
 	slotAlign = 2 * lineSize
 	slotSize  = (unsafe.Sizeof(slotFields{}) + slotAlign - 1) / slotAlign * slotAlign
 )
+
+func sessionPinned(e *sessionEntry) bool { return e.gauge.Pinned() }
 
 // sessionEntry is one auth root's session gauge on one tier, and what the
 // pass last put in a frame for it.
@@ -306,7 +331,7 @@ func (s *Stats) pass() error {
 		tr.Reset()
 		collected, prev := false, (*registry.Entry[sessionEntry])(nil)
 		for _, e := range rows {
-			dead := m.Collect(e)
+			dead := m.Collect(e, sessionPinned)
 			collected = collected || dead
 			tr.Offer(e.Quoted(), e.Value.gauge.Read(), &e.Value.emitted, sameKey(prev, e))
 			prev = e
@@ -343,11 +368,11 @@ func (s *Stats) readBroadcasts(rows []*registry.Entry[broadcastEntry]) (collecte
 		blk := rows[:min(passBlock, len(rows))]
 		rows = rows[len(blk):]
 		for j, e := range blk {
-			if !e.Pinned() && s.broadcasts.Collect(e) {
-				collected = true
-			}
 			for i := range e.Value.slots {
 				slots[j][i] = e.Value.slots[i].Load()
+			}
+			if !e.Value.pinnedIn(&slots[j]) && s.broadcasts.Collect(e, (*broadcastEntry).pinned) {
+				collected = true
 			}
 		}
 		encoding := false

@@ -14,19 +14,28 @@ const (
 	Frames
 	Groups
 
-	numCounters
+	numCounters // the nine that frames carry
+
+	// Pins counts the guards open on the slot: each adds 1 when it opens
+	// and subtracts 1 (adds 2^64-1) when it closes, so only the sum over
+	// all cells means anything. It decides when an entry may be
+	// collected; frames never carry it.
+	Pins = numCounters
 )
 
-// The slot's counters must fit a shard.Set exactly.
-var _ [shard.Width - numCounters]struct{}
-var _ [numCounters - shard.Width]struct{}
+// The slot's counters and pins must fit a shard.Set exactly.
+var _ [shard.Width - numCounters - 1]struct{}
+var _ [numCounters + 1 - shard.Width]struct{}
 
 // closedMask selects the closed counters, which Read sums first; openMask
-// selects everything else.
+// selects the other counters frames carry.
 const (
 	closedMask uint16 = 1<<AnnouncedClosed | 1<<BroadcastsClosed | 1<<SubscriptionsClosed
 	openMask   uint16 = (1<<numCounters - 1) &^ closedMask
 )
+
+// Unpin is the increment that undoes a pin: Add(Pins, Unpin).
+const Unpin = ^uint64(0)
 
 // Counters are the nine counters of one (broadcast, role, tier) slot. The
 // zero value is ready to use; Counters must not be copied after first use.
@@ -46,6 +55,16 @@ func (c *Counters) Detach(l *shard.Lane) *shard.Cell { return c.set.Detach(l) }
 
 // Repin moves l to the cell of the P it runs on now.
 func (c *Counters) Repin(l *shard.Lane) { c.set.Repin(l) }
+
+// Pinned reports whether any guard pins the slot: whether the pin
+// counters sum to nonzero over all cells.
+func (c *Counters) Pinned() bool { return pinned(&c.set, Pins) }
+
+func pinned(s *shard.Set, i int) bool {
+	var v [shard.Width]uint64
+	s.Sum(&v, 1<<i)
+	return v[i] != 0
+}
 
 // Shards reports the number of per-P cells allocated beyond the base cell
 // (0 for counters only one goroutine bumps at a time).
@@ -98,10 +117,11 @@ func (s Snapshot) Live() bool {
 		s.Broadcasts != s.BroadcastsClosed
 }
 
-// Indexes of a session gauge's counters.
+// Indexes of a session gauge's counters, and its pin count (see Pins).
 const (
 	Sessions = iota
 	SessionsClosed
+	SessionPins
 )
 
 // Gauge counts the sessions connected under one auth root on one tier:
@@ -109,8 +129,11 @@ const (
 // ready to use; a Gauge must not be copied after first use.
 type Gauge struct{ set shard.Set }
 
-// Add adds n to counter i (Sessions or SessionsClosed).
+// Add adds n to counter i (Sessions, SessionsClosed or SessionPins).
 func (g *Gauge) Add(i int, n uint64) { g.set.Add(i, n) }
+
+// Pinned reports whether any session guard pins the gauge.
+func (g *Gauge) Pinned() bool { return pinned(&g.set, SessionPins) }
 
 // Read returns the gauge's current values, SessionsClosed summed before
 // Sessions for the reason given in the package doc.

@@ -66,8 +66,8 @@ func TestSnapshotReadsClosedBeforeOpen(t *testing.T) {
 	if closedMask != wantClosed {
 		t.Fatalf("closedMask = %b, want exactly the closed counters %b", closedMask, wantClosed)
 	}
-	if closedMask&openMask != 0 || closedMask|openMask != 1<<shard.Width-1 {
-		t.Fatalf("closedMask %b and openMask %b must split all %d counters", closedMask, openMask, shard.Width)
+	if closedMask&openMask != 0 || closedMask|openMask != 1<<numCounters-1 || (closedMask|openMask)&(1<<Pins) != 0 {
+		t.Fatalf("closedMask %b and openMask %b must split the %d counters frames carry, and leave out Pins", closedMask, openMask, numCounters)
 	}
 }
 
@@ -112,6 +112,19 @@ func TestReadSumsEveryCounterOverAllShards(t *testing.T) {
 		a.Add(i, uint64(i+1))
 		b.Add(i, uint64(10*(i+1)))
 		c.Add(i, 100)
+	}
+	if c.Pinned() {
+		t.Fatalf("no pin counted, but Pinned() = true")
+	}
+	a.Add(Pins, 1)
+	b.Add(Pins, 1)
+	a.Add(Pins, Unpin) // a pin and an unpin in different cells
+	if !c.Pinned() {
+		t.Fatalf("one pin left, but Pinned() = false")
+	}
+	c.Add(Pins, Unpin)
+	if c.Pinned() {
+		t.Fatalf("all pins withdrawn across cells, but Pinned() = true")
 	}
 	got := c.Read()
 	want := Snapshot{111, 122, 133, 144, 155, 166, 177, 188, 199}

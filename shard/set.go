@@ -11,9 +11,9 @@ import (
 )
 
 // Width is the number of counters in a Set: the nine of one
-// (broadcast, role, tier) slot, the widest group moqstats keeps. Narrower
-// groups (a session gauge has two) use a prefix.
-const Width = 9
+// (broadcast, role, tier) slot and the pin count of the guards on it, the
+// widest group moqstats keeps. Narrower groups use some of them.
+const Width = 10
 
 // lineSize is the unit of all padding here: the cache line size of the
 // target as golang.org/x/sys/cpu knows it (64 on amd64, 128 on arm64).

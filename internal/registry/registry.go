@@ -1,17 +1,33 @@
-// Package registry keeps the refcounted entries that counters live in,
-// keyed by path or root, and hands the snapshot pass a key-sorted view of
-// them that it maintains incrementally.
+// Package registry keeps the entries that counters live in, keyed by path
+// or root, decides when an entry no guard pins may be collected, and hands
+// the snapshot pass a key-sorted view of the entries that it maintains
+// incrementally.
+//
+// # Pins
+//
+// The registry does not count pins itself. A guard counts its pin in the
+// caller's sharded counters (package moqstats keeps a pin counter in every
+// counter cell, so a busy entry's guards pin on their own cache lines),
+// and the caller tells Collect how to read the total. What the registry
+// keeps is the entry's State: live, dying or dead.
 //
 // # Invariants
 //
 //  1. An entry is collected (marked dead and removed from the map) only
-//     while no guard pins it, and a dead entry can never be pinned again.
-//     Both are decided on the entry's refcount: Acquire adds 1 and keeps
-//     the pin if the result is positive, collection swaps exactly 0 for
-//     dead, a value far below zero. If the add comes first the swap fails;
-//     if the swap comes first the add sees a negative result, undoes itself
-//     and Acquire finds or creates a fresh entry for the key. No lock is
-//     taken to pin an existing entry.
+//     while no guard pins it, and a dead entry is never pinned. A guard
+//     pins by first counting its pin and then calling Admit, which waits
+//     while the entry is dying and reports whether it is live. Collect
+//     first stores dying and then reads the pin total, and marks the entry
+//     dead only if that total is zero; otherwise it stores live again.
+//     All of these are sequentially consistent atomics, so of a guard's
+//     count-then-load and the collector's store-then-read, at least one
+//     sees the other: either the collector counts the pin and keeps the
+//     entry, or the guard sees dying, waits, and, if the entry died
+//     (the collector missed the pin), withdraws its pin and pins a
+//     successor. A pin counted before the dying store is always in the
+//     total the collector reads after it, whichever cell holds it: an
+//     atomic load observes every write that precedes it in that order.
+//     No lock is taken to pin an entry.
 //  2. Collection happens only in Collect, which the pass calls on a row
 //     right before it reads the row's counters, so a collected entry's
 //     final counters are read before it is forgotten. An entry is forgotten
@@ -35,7 +51,7 @@ package registry
 
 import (
 	"cmp"
-	"math"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -46,15 +62,11 @@ import (
 	"golang.org/x/sys/cpu"
 )
 
-// dead is the refcount of a collected entry: so far below zero that the
-// transient +1 of a TryAcquire that loses to collection cannot lift it.
-const dead = math.MinInt64 / 2
-
 // InlineKey is how many bytes of quoted key an Entry holds in itself.
 // Longer keys live in an allocation of their own.
 const InlineKey = 128
 
-// lineSize is the cache line size refs is isolated by.
+// lineSize is the cache line size State is isolated by.
 const lineSize = unsafe.Sizeof(cpu.CacheLinePad{})
 
 // Entry is one key's value and the bookkeeping that decides its lifetime.
@@ -72,16 +84,16 @@ type Entry[T any] struct {
 	key    string // normalized key; immutable
 	quoted string // key as a JSON string, for the encoder; immutable
 
-	// Refs is written by every guard open and close while the fields
-	// around it are only read (the key on every map lookup): it gets a
-	// line of its own when the caller sizes Value to end 32 bytes into a
-	// line, as package moqstats does and tests.
-	Refs
+	// State is read by every guard open, and written by the collector
+	// while the fields around it are read (the key on every map lookup):
+	// it gets a line of its own when the caller sizes Value to end 32
+	// bytes into a line, as package moqstats does and tests.
+	State
 	// next links the entry into Map.fresh from its creation until the
 	// Merge that takes it into the rows; written before the push that
 	// publishes it, read only by that Merge.
 	next *Entry[T]
-	_    [lineSize - unsafe.Sizeof(Refs{}) - unsafe.Sizeof(uintptr(0))]byte
+	_    [lineSize - unsafe.Sizeof(State{}) - unsafe.Sizeof(uintptr(0))]byte
 
 	// inline holds quoted (and key, its middle) when they fit; immutable.
 	inline [InlineKey]byte
@@ -93,33 +105,37 @@ func (e *Entry[T]) Key() string { return e.key }
 // Quoted returns the entry's key encoded as a JSON string.
 func (e *Entry[T]) Quoted() string { return e.quoted }
 
-// Refs counts the guards that pin an entry; it is dead once the entry is
-// collected. Guards may hold a *Refs rather than the entry itself.
-type Refs struct{ refs atomic.Int64 }
+// States of an entry.
+const (
+	live  int32 = iota // guards may pin it
+	dying              // the collector is reading its pins
+	dead               // collected: never pinned again
+)
 
-// Dead reports whether the entry has been collected.
-func (r *Refs) Dead() bool { return r.refs.Load() < 0 }
-
-// Pinned reports whether a guard pins the entry now. A pass calls Collect
-// only for entries that are not pinned, keeping the common case inline.
-func (r *Refs) Pinned() bool { return r.refs.Load() > 0 }
-
-// TryAcquire pins the entry, unless it was collected; see invariant 1. It
-// is one atomic add, not a compare-and-swap loop: a hot entry's guards
-// open from every P at once. If the add lands on a dead entry it is undone;
-// the dead refcount stays far below zero either way.
-func (r *Refs) TryAcquire() bool {
-	if r.refs.Add(1) > 0 {
-		return true
-	}
-	r.refs.Add(-1)
-	return false
+// State is an entry's lifetime state. Guards may hold a *State rather
+// than the entry itself.
+type State struct {
+	s atomic.Int32
+	_ int32 // keeps the size of State a whole word, as Entry's padding assumes
 }
 
-// Release drops a pin taken by TryAcquire or Map.Acquire.
-func (r *Refs) Release() {
-	if n := r.refs.Add(-1); n < 0 {
-		panic("BUG: registry: release of an unpinned entry, refs now " + strconv.FormatInt(n, 10))
+// Dead reports whether the entry has been collected.
+func (st *State) Dead() bool { return st.s.Load() == dead }
+
+// Admit completes a pin that the caller has already counted: it reports
+// true if the entry is live, and false if it is dead, in which case the
+// caller must withdraw its pin and pin a successor (Map.Live). While the
+// collector is deciding (dying), Admit waits; that lasts as long as
+// reading one entry's pins. See invariant 1.
+func (st *State) Admit() bool {
+	for {
+		switch st.s.Load() {
+		case live:
+			return true
+		case dead:
+			return false
+		}
+		runtime.Gosched()
 	}
 }
 
@@ -141,10 +157,9 @@ func New[T any](quote func(dst []byte, key string) []byte) *Map[T] {
 }
 
 // Lookup returns the entry mapped to key, creating one if there is none.
-// The entry is not pinned, and may be dead already (collected, its removal
-// from the map under way) or soon: TryAcquire tells, and Acquire recovers.
-// Not checking for death here keeps Lookup off the refcount's cache line,
-// which a busy entry's guards keep writing.
+// The entry may be dead already (collected, its removal from the map under
+// way) or soon: Admit tells, and Live recovers. Not checking for death here
+// keeps Lookup to the map.
 func (m *Map[T]) Lookup(key string) *Entry[T] {
 	if e, ok := m.m.Load(key); ok {
 		return e
@@ -153,7 +168,7 @@ func (m *Map[T]) Lookup(key string) *Entry[T] {
 }
 
 // Get returns the live entry for key, if there is one, without creating
-// or pinning it.
+// it.
 func (m *Map[T]) Get(key string) (*Entry[T], bool) {
 	e, ok := m.m.Load(key)
 	if !ok || e.Dead() {
@@ -162,18 +177,14 @@ func (m *Map[T]) Get(key string) (*Entry[T], bool) {
 	return e, true
 }
 
-// Acquire returns the live entry for key, pinned.
-func (m *Map[T]) Acquire(key string) *Entry[T] {
-	if e := m.Lookup(key); e.TryAcquire() {
+// Live returns a live entry for key: the mapped one, or a successor
+// created in place of a dead one. It may die before the caller pins it;
+// Admit tells.
+func (m *Map[T]) Live(key string) *Entry[T] {
+	if e := m.Lookup(key); !e.Dead() {
 		return e
 	}
-	for {
-		// The mapped entry is dead: create removes it and makes a
-		// successor, unless another goroutine just did.
-		if e := m.create(key); e.TryAcquire() {
-			return e
-		}
-	}
+	return m.create(key)
 }
 
 func (m *Map[T]) create(key string) *Entry[T] {
@@ -247,24 +258,32 @@ func (m *Map[T]) Merge() []*Entry[T] {
 	return m.rows
 }
 
-// Collect collects row e if no guard pins it: marks it dead and removes it
-// from the map. It reports whether e is dead, now or from an earlier pass;
-// a dead entry's counters are final (invariant 1), and the caller reads
-// them right after, so they reach a frame before Retain may drop e.
-func (m *Map[T]) Collect(e *Entry[T]) bool {
-	// Load first: most rows are pinned, and a compare-and-swap that fails
-	// still takes the line exclusively.
-	switch n := e.refs.Load(); {
-	case n < 0:
+// Collect collects row e if no guard pins it, as pinned reads the pin
+// total from e.Value: marks it dead and removes it from the map. It reports
+// whether e is dead, now or from an earlier pass; a dead entry's counters
+// are final (invariant 1), and the caller reads them right after, so they
+// reach a frame before Retain may drop e.
+//
+// The first read of the pins needs no care: a total that is not zero only
+// delays collection. Only a zero total goes through the dying protocol.
+func (m *Map[T]) Collect(e *Entry[T], pinned func(*T) bool) bool {
+	switch e.s.Load() {
+	case dead:
 		return true
-	case n > 0:
+	case dying:
+		panic("BUG: registry: entry " + strconv.Quote(e.key) + " left dying")
+	}
+	if pinned(&e.Value) {
 		return false
 	}
-	if e.refs.CompareAndSwap(0, dead) {
-		m.remove(e)
-		return true
+	e.s.Store(dying) // before reading the pins again: see invariant 1
+	if pinned(&e.Value) {
+		e.s.Store(live)
+		return false
 	}
-	return e.Dead()
+	e.s.Store(dead)
+	m.remove(e)
+	return true
 }
 
 func (m *Map[T]) merge() {

@@ -11,18 +11,41 @@ import (
 	"unsafe"
 )
 
-func newMap() *Map[atomic.Uint64] { return New[atomic.Uint64](strconv.AppendQuote) }
+// val is a test payload: a pin count, as a caller keeps one, and a
+// counter to bump.
+type val struct {
+	pins atomic.Int64
+	hits atomic.Uint64
+}
+
+func pinned(v *val) bool { return v.pins.Load() != 0 }
+
+func newMap() *Map[val] { return New[val](strconv.AppendQuote) }
+
+// pin pins key's live entry with the protocol of invariant 1.
+func pin(m *Map[val], key string) *Entry[val] {
+	for {
+		e := m.Live(key)
+		e.Value.pins.Add(1)
+		if e.Admit() {
+			return e
+		}
+		e.Value.pins.Add(-1) // withdraw from the dead entry, try its successor
+	}
+}
+
+func unpin(e *Entry[val]) { e.Value.pins.Add(-1) }
 
 // sweep merges and collects every row, as a pass does.
-func sweep[T any](m *Map[T]) []*Entry[T] {
+func sweep(m *Map[val]) []*Entry[val] {
 	rows := m.Merge()
 	for _, e := range rows {
-		m.Collect(e)
+		m.Collect(e, pinned)
 	}
 	return rows
 }
 
-func keys[T any](rows []*Entry[T]) []string {
+func keys(rows []*Entry[val]) []string {
 	var ks []string
 	for _, e := range rows {
 		k := e.Key()
@@ -50,12 +73,12 @@ func TestLookupCreatesOnceAndQuotesKey(t *testing.T) {
 
 func TestUnpinnedEntryCollectedOnNextPass(t *testing.T) {
 	m := newMap()
-	e := m.Acquire("k")
+	e := pin(m, "k")
 	rows := sweep(m)
 	if len(rows) != 1 || e.Dead() {
 		t.Fatalf("pinned entry: rows %q, dead %v; want it live", keys(rows), e.Dead())
 	}
-	e.Release()
+	unpin(e)
 	rows = sweep(m)
 	if !e.Dead() || len(rows) != 1 || rows[0] != e {
 		t.Fatalf("released entry: rows %q, dead %v; want it returned once, dead", keys(rows), e.Dead())
@@ -63,10 +86,11 @@ func TestUnpinnedEntryCollectedOnNextPass(t *testing.T) {
 	if m.Len() != 0 {
 		t.Fatalf("collected entry still in the map")
 	}
-	if e.TryAcquire() {
-		t.Fatalf("a dead entry was pinned")
+	e.Value.pins.Add(1)
+	if e.Admit() {
+		t.Fatalf("a dead entry admitted a pin")
 	}
-	m.Retain(func(*Entry[atomic.Uint64]) bool { return true })
+	m.Retain(func(*Entry[val]) bool { return true })
 	if len(m.Rows()) != 0 {
 		t.Fatalf("settled dead row kept: %q", keys(m.Rows()))
 	}
@@ -74,38 +98,37 @@ func TestUnpinnedEntryCollectedOnNextPass(t *testing.T) {
 
 func TestUnsettledDeadRowIsKept(t *testing.T) {
 	m := newMap()
-	e := m.Acquire("k")
-	e.Release()
+	unpin(pin(m, "k"))
 	sweep(m)
-	m.Retain(func(*Entry[atomic.Uint64]) bool { return false })
+	m.Retain(func(*Entry[val]) bool { return false })
 	if got := keys(m.Rows()); !slices.Equal(got, []string{"k(dead)"}) {
 		t.Fatalf("rows = %q, want the unsettled dead row kept", got)
 	}
 	// Live rows survive even when settled says true.
-	l := m.Acquire("live")
+	l := pin(m, "live")
 	sweep(m)
-	m.Retain(func(*Entry[atomic.Uint64]) bool { return true })
+	m.Retain(func(*Entry[val]) bool { return true })
 	if got := keys(m.Rows()); !slices.Equal(got, []string{"live"}) {
 		t.Fatalf("rows = %q, want only the live row", got)
 	}
-	l.Release()
+	unpin(l)
 }
 
 func TestRowsSortedAndSuccessorAfterDeadPredecessor(t *testing.T) {
 	m := newMap()
 	for _, k := range []string{"m", "a", "z", "b"} {
-		m.Acquire(k)
+		pin(m, k)
 	}
 	sweep(m)
 	for _, k := range []string{"c", "", "zz"} {
-		m.Acquire(k)
+		pin(m, k)
 	}
 	old := m.Lookup("b")
-	old.Release()
+	unpin(old)
 	sweep(m) // collects b
-	succ := m.Acquire("b")
+	succ := pin(m, "b")
 	if succ == old {
-		t.Fatalf("Acquire returned the dead entry")
+		t.Fatalf("pinning returned the dead entry")
 	}
 	rows := sweep(m)
 	want := []string{"", "a", "b(dead)", "b", "c", "m", "z", "zz"}
@@ -117,88 +140,51 @@ func TestRowsSortedAndSuccessorAfterDeadPredecessor(t *testing.T) {
 	}
 }
 
-func TestAcquireRemovesDeadEntryStillMapped(t *testing.T) {
+func TestLiveReplacesDeadEntryStillMapped(t *testing.T) {
 	m := newMap()
 	e := m.Lookup("k")
 	m.merge()
 	// Mark dead by hand, as Collect does, but leave the map entry in place.
-	if !e.refs.CompareAndSwap(0, dead) {
-		t.Fatal("could not mark dead")
-	}
+	e.s.Store(dead)
 	if got, _ := m.m.Load("k"); got != e {
 		t.Fatal("setup: dead entry not mapped")
 	}
-	n := m.Acquire("k")
+	if got := m.Lookup("k"); got != e {
+		t.Fatalf("Lookup did not return the mapped dead entry")
+	}
+	n := m.Live("k")
 	if n == e || n.Dead() {
-		t.Fatalf("Acquire returned the dead entry")
+		t.Fatalf("Live returned the dead entry")
 	}
 	if got, _ := m.m.Load("k"); got != n {
 		t.Fatalf("map holds %p, want the successor %p", got, n)
 	}
-	n.Release()
+	if _, ok := m.Get("k"); !ok {
+		t.Fatalf("Get does not see the live successor")
+	}
 }
 
-func TestReleaseOfUnpinnedEntryPanicsWithBUG(t *testing.T) {
+func TestCollectRestoresLiveWhenAPinArrives(t *testing.T) {
 	m := newMap()
 	e := m.Lookup("k")
-	defer func() {
-		if r, _ := recover().(string); len(r) < 5 || r[:5] != "BUG: " {
-			t.Fatalf("recover() = %q, want a BUG: panic", r)
+	m.merge()
+	calls := 0
+	// The first read sees no pin; a guard pins before the second read.
+	racing := func(v *val) bool {
+		calls++
+		if calls == 2 {
+			v.pins.Add(1)
 		}
-	}()
-	e.Release()
-}
-
-// TestAcquireRacingCollectNeverPinsDeadEntry hammers a few keys with
-// acquire/bump/release from many goroutines while sweeps collect
-// concurrently. Every bump lands in an entry that is live while pinned,
-// and every entry ever created is seen by a sweep, so the bumps summed
-// over all rows ever returned equal the bumps made.
-func TestAcquireRacingCollectNeverPinsDeadEntry(t *testing.T) {
-	const workers, rounds = 4, 2000
-	m := newMap()
-	var made atomic.Uint64
-	var wg sync.WaitGroup
-	for w := range workers {
-		wg.Go(func() {
-			for r := range rounds {
-				e := m.Acquire(fmt.Sprint("k", (w+r)%3))
-				if e.Dead() {
-					t.Errorf("Acquire returned a dead entry")
-				}
-				e.Value.Add(1)
-				made.Add(1)
-				e.Release()
-			}
-		})
+		return v.pins.Load() != 0
 	}
-	done := make(chan struct{})
-	go func() { wg.Wait(); close(done) }()
-	var counted uint64
-	seen := map[*Entry[atomic.Uint64]]bool{}
-	sweep := func() {
-		for _, e := range sweep(m) {
-			if e.Dead() && !seen[e] {
-				seen[e] = true
-				counted += e.Value.Load()
-			}
-		}
-		m.Retain(func(e *Entry[atomic.Uint64]) bool { return seen[e] })
+	if m.Collect(e, racing) {
+		t.Fatal("Collect collected an entry pinned during its decision")
 	}
-	for finished := false; !finished; {
-		select {
-		case <-done:
-			finished = true
-		default:
-		}
-		sweep()
+	if e.Dead() || e.s.Load() != live || !e.Admit() {
+		t.Fatalf("state after a kept entry = %d, want live", e.s.Load())
 	}
-	sweep() // collects what the last workers released
-	if counted != made.Load() {
-		t.Fatalf("bumps in collected entries = %d, want %d", counted, made.Load())
-	}
-	if m.Len() != 0 || len(m.Rows()) != 0 {
-		t.Fatalf("after all releases: Len %d, rows %q; want empty", m.Len(), keys(m.Rows()))
+	if m.Len() != 1 {
+		t.Fatal("a kept entry was removed from the map")
 	}
 }
 
@@ -223,5 +209,58 @@ func TestKeySharesQuotedMemoryWhenNothingIsEscaped(t *testing.T) {
 	}
 	if unsafe.StringData(escaped.Key()) == unsafe.StringData(src) {
 		t.Fatalf("escaped key aliases the caller's string instead of a copy")
+	}
+}
+
+// TestPinRacingCollectNeverUsesDeadEntry hammers a few keys with
+// pin/bump/unpin from many goroutines while passes collect concurrently.
+// Every bump lands in an entry that is live while pinned, and every entry
+// ever created is seen by a pass, so the bumps summed over all collected
+// entries equal the bumps made.
+func TestPinRacingCollectNeverUsesDeadEntry(t *testing.T) {
+	const workers, rounds = 4, 2000
+	m := newMap()
+	var made atomic.Uint64
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Go(func() {
+			for r := range rounds {
+				e := pin(m, fmt.Sprint("k", (w+r)%3))
+				if e.Dead() {
+					t.Errorf("pinned a dead entry")
+				}
+				e.Value.hits.Add(1)
+				made.Add(1)
+				unpin(e)
+			}
+		})
+	}
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	var counted uint64
+	seen := map[*Entry[val]]bool{}
+	pass := func() {
+		for _, e := range sweep(m) {
+			if e.Dead() && !seen[e] {
+				seen[e] = true
+				counted += e.Value.hits.Load()
+			}
+		}
+		m.Retain(func(e *Entry[val]) bool { return seen[e] })
+	}
+	for finished := false; !finished; {
+		select {
+		case <-done:
+			finished = true
+		default:
+		}
+		pass()
+	}
+	pass() // collects what the last workers released
+	if counted != made.Load() {
+		t.Fatalf("bumps in collected entries = %d, want %d", counted, made.Load())
+	}
+	if m.Len() != 0 || len(m.Rows()) != 0 {
+		t.Fatalf("after all releases: Len %d, rows %q; want empty", m.Len(), keys(m.Rows()))
 	}
 }

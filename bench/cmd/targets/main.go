@@ -1,0 +1,195 @@
+// Command targets reads Go benchmark output from the bench module and
+// prints, for each performance target of moqstats, the measured ratio and
+// whether the target is met. Every ratio is between benchmarks of the same
+// run, medians over -count repetitions.
+//
+//	targets procpin.txt [purego.txt]
+package main
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+)
+
+// results maps "name-procs" (as printed) and unit to every value seen.
+type results map[string]map[string][]float64
+
+func parse(r io.Reader) (results, error) {
+	res := results{}
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		f := strings.Fields(sc.Text())
+		if len(f) < 4 || !strings.HasPrefix(f[0], "Benchmark") {
+			continue
+		}
+		name := strings.TrimPrefix(f[0], "Benchmark")
+		if res[name] == nil {
+			res[name] = map[string][]float64{}
+		}
+		for i := 2; i+1 < len(f); i += 2 {
+			v, err := strconv.ParseFloat(f[i], 64)
+			if err != nil {
+				continue
+			}
+			res[name][f[i+1]] = append(res[name][f[i+1]], v)
+		}
+	}
+	return res, sc.Err()
+}
+
+// median returns the median of name's unit values and whether there are any.
+func (r results) median(name, unit string) (float64, bool) {
+	vs := slices.Clone(r[name][unit])
+	if len(vs) == 0 {
+		return 0, false
+	}
+	slices.Sort(vs)
+	if len(vs)%2 == 1 {
+		return vs[len(vs)/2], true
+	}
+	return (vs[len(vs)/2-1] + vs[len(vs)/2]) / 2, true
+}
+
+// withProcs names a benchmark at GOMAXPROCS p as the testing package
+// prints it: no suffix for 1.
+func withProcs(name string, p int) string {
+	if p == 1 {
+		return name
+	}
+	return fmt.Sprintf("%s-%d", name, p)
+}
+
+type row struct {
+	target, what, measured, want string
+	met                          bool
+	ok                           bool // both sides measured
+}
+
+func main() {
+	if len(os.Args) < 2 {
+		fmt.Fprintln(os.Stderr, "usage: targets procpin.txt [purego.txt]")
+		os.Exit(2)
+	}
+	load := func(path string) results {
+		f, err := os.Open(path)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		defer f.Close()
+		r, err := parse(f)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		return r
+	}
+	r := load(os.Args[1])
+	var rows []row
+	ratio := func(target, what, num, den, unit string, min, max float64) {
+		n, ok1 := r.median(num, unit)
+		d, ok2 := r.median(den, unit)
+		x := row{target: target, what: what, ok: ok1 && ok2 && d != 0}
+		if x.ok {
+			v := n / d
+			x.measured = fmt.Sprintf("%.2fx (%s / %s)", v, fmtv(n, unit), fmtv(d, unit))
+			x.met = v >= min && v <= max
+		}
+		switch {
+		case max < 1e300:
+			x.want = fmt.Sprintf("<= %gx", max)
+		default:
+			x.want = fmt.Sprintf(">= %gx", min)
+		}
+		rows = append(rows, x)
+	}
+	bound := func(target, what, name, unit string, max float64) {
+		v, ok := r.median(name, unit)
+		x := row{target: target, what: what, ok: ok, want: fmt.Sprintf("<= %g %s", max, unit)}
+		if ok {
+			x.measured = fmtv(v, unit)
+			x.met = v <= max
+		}
+		rows = append(rows, x)
+	}
+	inf := 1e308
+	for _, p := range []int{1, 2, 8, 64} {
+		ours := withProcs("Contended/moqstats", p)
+		ratio("1", fmt.Sprintf("contended, -cpu %d: seed atomic / moqstats", p), withProcs("Contended/seed-atomic", p), ours, "ns/op", 4, inf)
+		ratio("1", fmt.Sprintf("contended, -cpu %d: xsync.Counter / moqstats", p), withProcs("Contended/xsync-counter", p), ours, "ns/op", 1, inf)
+		ratio("1", fmt.Sprintf("contended, -cpu %d: prometheus / moqstats", p), withProcs("Contended/prometheus", p), ours, "ns/op", 1, inf)
+	}
+	ratio("2", "uncontended: moqstats / two atomic adds", "Uncontended/moqstats-2", "Uncontended/two-atomic-adds-2", "ns/op", 0, 1.3)
+	bound("3", "allocations per bump (contended, -cpu 2)", "Contended/moqstats-2", "allocs/op", 0)
+	for _, g := range []string{"track", "broadcast", "subscription", "session"} {
+		bound("3", "allocations per "+g+" guard open+close", "GuardOpenClose/"+g+"-2", "allocs/op", 2)
+	}
+	for _, p := range []int{2, 64} {
+		bound("4", fmt.Sprintf("bytes per live entry, steady, -cpu %d", p), withProcs("EntryMemory", p), "B/entry-steady", 1536)
+	}
+	ratio("5", "flush of all-changed entries: N=100k / N=10k", "Flush/changed/N=100000/moqstats-2", "Flush/changed/N=10000/moqstats-2", "ns/op", 0, 12)
+	for _, n := range []string{"10000", "100000"} {
+		ratio("5", "flush N="+n+": map+encoding/json / moqstats", "Flush/changed/N="+n+"/map-encoding-json-2", "Flush/changed/N="+n+"/moqstats-2", "ns/op", 3, inf)
+		bound("5", "bytes allocated by an idle flush, N="+n, "Flush/idle/N="+n+"/moqstats-2", "B/op", 0)
+	}
+	bound("5", "encoder allocations", "Encode/N=100000/moqstats-2", "allocs/op", 0)
+	ratio("5", "encoder: encoding/json / moqstats", "Encode/N=100000/encoding-json-2", "Encode/N=100000/moqstats-2", "ns/op", 5, inf)
+	ratio("5", "encoder: sonic.ConfigStd / moqstats", "Encode/N=100000/sonic-std-2", "Encode/N=100000/moqstats-2", "ns/op", 2, inf)
+	for _, k := range []string{"hot", "spread"} {
+		for _, p := range []int{2, 8, 64} {
+			ratio("6", fmt.Sprintf("churn %s, -cpu %d: mutex map / moqstats", k, p), withProcs("Churn/"+k+"/mutex-map", p), withProcs("Churn/"+k+"/moqstats", p), "ns/op", 1, inf)
+		}
+	}
+
+	fmt.Println("| target | what | measured (medians) | wanted | met |")
+	fmt.Println("| --- | --- | --- | --- | --- |")
+	for _, x := range rows {
+		met := "no"
+		switch {
+		case !x.ok:
+			x.measured, met = "not measured", "?"
+		case x.met:
+			met = "yes"
+		}
+		fmt.Printf("| %s | %s | %s | %s | %s |\n", x.target, x.what, x.measured, x.want, met)
+	}
+
+	if len(os.Args) > 2 {
+		pg := load(os.Args[2])
+		fmt.Println()
+		fmt.Println("| target 8: benchmark | procpin (default) | purego | purego / procpin |")
+		fmt.Println("| --- | --- | --- | --- |")
+		var names []string
+		for name := range r {
+			if _, ok := pg[name]; ok && (strings.Contains(name, "/moqstats")) {
+				names = append(names, name)
+			}
+		}
+		slices.Sort(names)
+		for _, name := range names {
+			a, ok1 := r.median(name, "ns/op")
+			b, ok2 := pg.median(name, "ns/op")
+			if ok1 && ok2 && a > 0 {
+				fmt.Printf("| %s | %s | %s | %.2fx |\n", name, fmtv(a, "ns/op"), fmtv(b, "ns/op"), b/a)
+			}
+		}
+	}
+}
+
+func fmtv(v float64, unit string) string {
+	switch {
+	case unit == "ns/op" && v >= 1e6:
+		return fmt.Sprintf("%.2f ms", v/1e6)
+	case unit == "ns/op" && v >= 1e3:
+		return fmt.Sprintf("%.2f µs", v/1e3)
+	case unit == "ns/op":
+		return fmt.Sprintf("%.2f ns", v)
+	}
+	return fmt.Sprintf("%g %s", v, unit)
+}
