@@ -85,17 +85,16 @@ func slotOf(e *registry.Entry[broadcastEntry], i int) *slot {
 // counters sum to nonzero. See registry's invariant 1 for why reading them
 // slot by slot, cell by cell, is enough.
 func (b *broadcastEntry) pinned() bool {
+	var slots [4]*slot
 	for i := range b.slots {
-		if sl := b.slots[i].Load(); sl != nil && sl.Pinned() {
-			return true
-		}
+		slots[i] = b.slots[i].Load()
 	}
-	return false
+	return pinnedIn(&slots)
 }
 
 // pinnedIn is pinned over slot pointers already loaded: the pass's first,
 // careless look (Collect looks again, with care, before collecting).
-func (b *broadcastEntry) pinnedIn(slots *[4]*slot) bool {
+func pinnedIn(slots *[4]*slot) bool {
 	for _, sl := range slots {
 		if sl != nil && sl.Pinned() {
 			return true
@@ -296,7 +295,7 @@ var (
 // once per pass.
 func (s *Stats) pass() error {
 	rows := s.broadcasts.Merge()
-	var sessionRows [2][]*registry.Entry[sessionEntry]
+	var sessionRows [2][]registry.Row[sessionEntry]
 	for t, m := range s.sessions {
 		sessionRows[t] = m.Merge()
 	}
@@ -329,12 +328,12 @@ func (s *Stats) pass() error {
 	for t, rows := range sessionRows {
 		m, tr := s.sessions[t], &s.sessionTracks[t]
 		tr.Reset()
-		collected, prev := false, (*registry.Entry[sessionEntry])(nil)
-		for _, e := range rows {
-			dead := m.Collect(e, sessionPinned)
-			collected = collected || dead
-			tr.Offer(e.Quoted(), e.Value.gauge.Read(), &e.Value.emitted, sameKey(prev, e))
-			prev = e
+		collected := false
+		for _, r := range rows {
+			if !r.Value.gauge.Pinned() && m.Collect(r.Entry, sessionPinned) {
+				collected = true
+			}
+			tr.Offer(r.Quoted(), r.Value.gauge.Read(), &r.Value.emitted, r.SameKey)
 		}
 		errs = appendErr(errs, flush(s.bc, tr))
 		if collected {
@@ -354,51 +353,51 @@ const passBlock = 64
 // no longer fit in cache, and the pass is bound by memory latency, not by
 // work. So it goes block by block, in short loops that each touch one kind
 // of memory, which lets the CPU keep many cache misses in flight instead of
-// waiting on one row at a time: the entries (collecting them and loading
-// their slot pointers), then the slots' lines and, for tracks whose frame
-// is being encoded, the keys' bytes, then the reads and offers, and last
-// the encoding of the block's keys while they are still in cache.
-func (s *Stats) readBroadcasts(rows []*registry.Entry[broadcastEntry]) (collected bool) {
+// waiting on one row at a time: the entries' slot pointers, then the
+// slots' lines and, for tracks whose frame is being encoded, the keys'
+// bytes, then collection, reads and offers on what is now in cache, and
+// last the encoding of the block's keys while they are still there.
+func (s *Stats) readBroadcasts(rows []registry.Row[broadcastEntry]) (collected bool) {
 	var (
 		slots [passBlock][4]*slot
-		prev  *registry.Entry[broadcastEntry]
 		touch uint64
 	)
 	for len(rows) > 0 {
 		blk := rows[:min(passBlock, len(rows))]
 		rows = rows[len(blk):]
-		for j, e := range blk {
-			for i := range e.Value.slots {
-				slots[j][i] = e.Value.slots[i].Load()
-			}
-			if !e.Value.pinnedIn(&slots[j]) && s.broadcasts.Collect(e, (*broadcastEntry).pinned) {
-				collected = true
+		for j, r := range blk {
+			for i := range r.Value.slots {
+				slots[j][i] = r.Value.slots[i].Load()
 			}
 		}
 		encoding := false
 		for i := range s.tracks {
 			encoding = encoding || s.tracks[i].Encoding()
 		}
-		for j, e := range blk {
+		for j, r := range blk {
 			for _, sl := range slots[j] {
 				if sl != nil {
 					touch += sl.touch()
 				}
 			}
 			if encoding {
-				touch += uint64(e.Quoted()[1])
+				touch += uint64(r.Quoted()[1])
 			}
 		}
-		for j, e := range blk {
-			same := sameKey(prev, e)
+		for j, r := range blk {
+			// Collect before reading. Most rows are pinned, and a pinned
+			// row needs no look at its state (a line of its own) or the
+			// registry.
+			if !pinnedIn(&slots[j]) && s.broadcasts.Collect(r.Entry, (*broadcastEntry).pinned) {
+				collected = true
+			}
 			for i, sl := range slots[j] {
 				if sl != nil {
-					s.tracks[i].Offer(e.Quoted(), sl.Read(), &sl.emitted, same)
+					s.tracks[i].Offer(r.Quoted(), sl.Read(), &sl.emitted, r.SameKey)
 				} else {
-					s.tracks[i].Absent(same)
+					s.tracks[i].Absent(r.SameKey)
 				}
 			}
-			prev = e
 		}
 		for i := range s.tracks {
 			s.tracks[i].Encode()
@@ -406,13 +405,6 @@ func (s *Stats) readBroadcasts(rows []*registry.Entry[broadcastEntry]) (collecte
 	}
 	s.touched = touch
 	return collected
-}
-
-// sameKey reports whether e is a newer incarnation of prev, the row before
-// it. Only a collected row can have a successor, so keys are compared
-// (touching their bytes) only after a dead row.
-func sameKey[T any](prev, e *registry.Entry[T]) bool {
-	return prev != nil && prev.Dead() && prev.Key() == e.Key()
 }
 
 func appendErr(errs []error, err error) []error {

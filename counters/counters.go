@@ -60,11 +60,7 @@ func (c *Counters) Repin(l *shard.Lane) { c.set.Repin(l) }
 // counters sum to nonzero over all cells.
 func (c *Counters) Pinned() bool { return pinned(&c.set, Pins) }
 
-func pinned(s *shard.Set, i int) bool {
-	var v [shard.Width]uint64
-	s.Sum(&v, 1<<i)
-	return v[i] != 0
-}
+func pinned(s *shard.Set, i int) bool { return s.Total(i) != 0 }
 
 // Shards reports the number of per-P cells allocated beyond the base cell
 // (0 for counters only one goroutine bumps at a time).

@@ -254,6 +254,20 @@ func (s *Set) Sum(dst *[Width]uint64, mask uint16) {
 // Inflated reports whether the set has a table of cells.
 func (s *Set) Inflated() bool { return s.table.Load() != nil }
 
+// Total returns counter i summed over all cells: Sum for one counter,
+// without the bookkeeping.
+func (s *Set) Total(i int) uint64 {
+	n := s.base[i].Load()
+	if t := s.table.Load(); t != nil {
+		for p := range t.slots {
+			if c := t.slots[p].Load(); c != nil {
+				n += c.v[i].Load()
+			}
+		}
+	}
+	return n
+}
+
 // Touch loads the base cell's first counter and the table pointer, and
 // returns a value derived from them: callers use it to bring a set's
 // lines into cache before reading it.

@@ -70,6 +70,9 @@ func TestSecondConcurrentLaneGetsItsOwnCell(t *testing.T) {
 	if got := sum(&s)[0]; got != 7 {
 		t.Fatalf("Sum = %d, want 7 over base and cell", got)
 	}
+	if got := s.Total(0); got != 7 {
+		t.Fatalf("Total = %d, want 7 over base and cell", got)
+	}
 }
 
 func TestLaneAfterIdleReusesBase(t *testing.T) {

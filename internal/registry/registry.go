@@ -147,7 +147,8 @@ type Map[T any] struct {
 	fresh atomic.Pointer[Entry[T]]
 
 	// Owned by the pass.
-	rows, spare, batch []*Entry[T]
+	rows, spare []Row[T]
+	batch       []*Entry[T]
 }
 
 // New returns an empty Map. quote appends a key, encoded as a JSON string,
@@ -247,13 +248,22 @@ func (m *Map[T]) remove(e *Entry[T]) {
 // entries that only the rows still hold).
 func (m *Map[T]) Len() int { return m.m.Size() }
 
+// Row is one entry in the pass's view.
+type Row[T any] struct {
+	*Entry[T]
+	// SameKey reports that the previous row has the same key: this entry
+	// is a newer incarnation of it (invariant 3). Kept up to date by Merge
+	// and Retain, so the pass never compares keys.
+	SameKey bool
+}
+
 // Rows returns the pass's current view: every entry merged so far and not
 // yet dropped by Retain, sorted by key (invariant 3).
-func (m *Map[T]) Rows() []*Entry[T] { return m.rows }
+func (m *Map[T]) Rows() []Row[T] { return m.rows }
 
 // Merge merges the entries created since the last Merge into the rows, in
 // key order, and returns the rows.
-func (m *Map[T]) Merge() []*Entry[T] {
+func (m *Map[T]) Merge() []Row[T] {
 	m.merge()
 	return m.rows
 }
@@ -307,7 +317,7 @@ func (m *Map[T]) merge() {
 	for i < len(m.rows) && j < len(batch) {
 		// Existing rows first on equal keys: they are older.
 		if batch[j].key < m.rows[i].key {
-			out = append(out, batch[j])
+			out = appendNew(out, batch[j])
 			j++
 		} else {
 			out = append(out, m.rows[i])
@@ -315,16 +325,39 @@ func (m *Map[T]) merge() {
 		}
 	}
 	out = append(out, m.rows[i:]...)
-	out = append(out, batch[j:]...)
+	for _, e := range batch[j:] {
+		out = appendNew(out, e)
+	}
 	clear(batch)
 	m.rows, m.spare = out, m.rows
 	clear(m.spare)
 }
 
+// appendNew appends a new entry's row. Only a new row can follow an
+// equal key: a new entry goes after every older incarnation of its key,
+// and the rows after it have greater keys.
+func appendNew[T any](rows []Row[T], e *Entry[T]) []Row[T] {
+	same := len(rows) > 0 && rows[len(rows)-1].key == e.key
+	return append(rows, Row[T]{Entry: e, SameKey: same})
+}
+
 // Retain drops the dead rows for which settled reports true: collected
 // entries whose final state reached the wire. Live rows always stay.
 func (m *Map[T]) Retain(settled func(*Entry[T]) bool) {
-	// DeleteFunc zeroes the vacated tail, so dropped entries are not
-	// kept alive by the slice.
-	m.rows = slices.DeleteFunc(m.rows, func(e *Entry[T]) bool { return e.Dead() && settled(e) })
+	out := m.rows[:0]
+	dropped := false
+	for _, r := range m.rows {
+		if r.Dead() && settled(r.Entry) {
+			dropped = true
+			continue
+		}
+		if dropped {
+			// Its previous row is gone: compare with the new one.
+			r.SameKey = len(out) > 0 && out[len(out)-1].key == r.key
+			dropped = false
+		}
+		out = append(out, r)
+	}
+	clear(m.rows[len(out):]) // do not keep dropped entries alive
+	m.rows = out
 }

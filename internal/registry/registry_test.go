@@ -36,21 +36,28 @@ func pin(m *Map[val], key string) *Entry[val] {
 
 func unpin(e *Entry[val]) { e.Value.pins.Add(-1) }
 
-// sweep merges and collects every row, as a pass does.
-func sweep(m *Map[val]) []*Entry[val] {
+// sweep merges and collects every row, as a pass does, and checks every
+// row's SameKey against its definition.
+func sweep(m *Map[val]) []Row[val] {
 	rows := m.Merge()
-	for _, e := range rows {
-		m.Collect(e, pinned)
+	for i, r := range rows {
+		m.Collect(r.Entry, pinned)
+		if want := i > 0 && rows[i-1].Key() == r.Key(); r.SameKey != want {
+			panic(fmt.Sprintf("row %d (%q): SameKey = %v, want %v", i, r.Key(), r.SameKey, want))
+		}
 	}
 	return rows
 }
 
-func keys(rows []*Entry[val]) []string {
+func keys(rows []Row[val]) []string {
 	var ks []string
-	for _, e := range rows {
-		k := e.Key()
-		if e.Dead() {
+	for _, r := range rows {
+		k := r.Key()
+		if r.Dead() {
 			k += "(dead)"
+		}
+		if r.SameKey {
+			k += "(same)"
 		}
 		ks = append(ks, k)
 	}
@@ -80,7 +87,7 @@ func TestUnpinnedEntryCollectedOnNextPass(t *testing.T) {
 	}
 	unpin(e)
 	rows = sweep(m)
-	if !e.Dead() || len(rows) != 1 || rows[0] != e {
+	if !e.Dead() || len(rows) != 1 || rows[0].Entry != e {
 		t.Fatalf("released entry: rows %q, dead %v; want it returned once, dead", keys(rows), e.Dead())
 	}
 	if m.Len() != 0 {
@@ -131,13 +138,20 @@ func TestRowsSortedAndSuccessorAfterDeadPredecessor(t *testing.T) {
 		t.Fatalf("pinning returned the dead entry")
 	}
 	rows := sweep(m)
-	want := []string{"", "a", "b(dead)", "b", "c", "m", "z", "zz"}
+	want := []string{"", "a", "b(dead)", "b(same)", "c", "m", "z", "zz"}
 	if got := keys(rows); !slices.Equal(got, want) {
 		t.Fatalf("rows = %q, want %q", got, want)
 	}
-	if rows[2] != old || rows[3] != succ {
+	if rows[2].Entry != old || rows[3].Entry != succ {
 		t.Fatalf("dead predecessor must come before its successor")
 	}
+	// Once the predecessor is dropped, the successor no longer follows
+	// an equal key.
+	m.Retain(func(e *Entry[val]) bool { return e == old })
+	if got := keys(m.Rows()); !slices.Equal(got, []string{"", "a", "b", "c", "m", "z", "zz"}) {
+		t.Fatalf("rows after dropping the predecessor = %q", got)
+	}
+	sweep(m) // checks SameKey everywhere
 }
 
 func TestLiveReplacesDeadEntryStillMapped(t *testing.T) {
@@ -240,10 +254,10 @@ func TestPinRacingCollectNeverUsesDeadEntry(t *testing.T) {
 	var counted uint64
 	seen := map[*Entry[val]]bool{}
 	pass := func() {
-		for _, e := range sweep(m) {
-			if e.Dead() && !seen[e] {
-				seen[e] = true
-				counted += e.Value.hits.Load()
+		for _, r := range sweep(m) {
+			if r.Dead() && !seen[r.Entry] {
+				seen[r.Entry] = true
+				counted += r.Value.hits.Load()
 			}
 		}
 		m.Retain(func(e *Entry[val]) bool { return seen[e] })
