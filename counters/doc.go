@@ -1,6 +1,7 @@
 // Package counters defines what moqstats counts: the nine counters of one
-// (broadcast, role, tier) slot, the two of a per-root session gauge, and
-// the snapshot read that turns them into the values a frame carries.
+// (broadcast, role, tier) slot, the two of a per-root session gauge, the
+// pin count that decides when either may be collected, and the snapshot
+// read that turns the counters into the values a frame carries.
 //
 // # Counters
 //
@@ -20,6 +21,13 @@
 //
 // All of them only go up. A snapshot is live while any open counter
 // exceeds its closed counterpart: a guard is open, and traffic may flow.
+//
+// Pins (SessionPins for a gauge) counts the guards open on the counters,
+// +1 when one opens and 2^64-1 (that is, -1) when it closes, in whatever
+// cell is at hand, so only the total over all cells means anything. It is
+// not what the frames carry: a guard counts its pin before it knows its
+// entry is still live (see package registry), and a pin counted on a
+// collected entry is withdrawn, invisibly.
 //
 // # Snapshot atomicity
 //

@@ -17,9 +17,13 @@
 // starts as one compact base cell, which one lane at a time may hold. Only
 // when a lane attaches while another holds base, so that two goroutines
 // may bump at the same instant, is the set inflated: it gets a table of
-// per-P slots, and each further lane a padded cell of its own P, allocated
-// on first use. A set bumped by one goroutine at a time, which is most of
-// a relay's broadcasts, never allocates a cell.
+// per-P slots, and every later lane a padded cell of its own P, allocated
+// on first use (an inflated set stops handing out base, so lanes opening
+// and closing on a busy set never write a shared line). A set bumped by
+// one goroutine at a time, which is most of a relay's broadcasts, never
+// allocates a cell. A lane's owner may make one last bump in the cell that
+// Detach returns, which keeps a guard's open and close bumps in its own
+// cell too.
 //
 // Which cell a lane takes depends on the build:
 //
@@ -27,7 +31,8 @@
 //     through runtime.procPin and runtime.procUnpin (linknamed; the
 //     runtime keeps them for this use, go.dev/issue/67401). Set.Repin moves
 //     a lane to the cell of its current P, for callers that can afford a
-//     call now and then (once per group).
+//     call now and then (once per group). One-off bumps (Set.Add) also go
+//     to the caller's P cell when it exists.
 //   - tag moqstats_purego: the next cell round-robin, over one slot per
 //     CPU. No runtime internals; kept so the package builds the day the
 //     runtime closes that door.

@@ -3,7 +3,6 @@ package lossy
 import (
 	"strings"
 	"testing"
-	"unicode/utf8"
 	"unsafe"
 )
 
@@ -46,26 +45,3 @@ func TestFixKeepsValidInputWithoutCopy(t *testing.T) {
 }
 
 var sink string
-
-func FuzzFixIsValidAndIdempotent(f *testing.F) {
-	for _, s := range []string{"", "a", "\xE2\x82", "a\xF1\x80\x80\xE1\x80\xC2b", "\xED\xA0\x80"} {
-		f.Add(s)
-	}
-	f.Fuzz(func(t *testing.T, s string) {
-		got := Fix(s)
-		if !utf8.ValidString(got) {
-			t.Fatalf("Fix(%q) = %q is not valid UTF-8", s, got)
-		}
-		if again := Fix(got); again != got {
-			t.Fatalf("Fix not idempotent: Fix(%q) = %q", got, again)
-		}
-		if utf8.ValidString(s) && got != s {
-			t.Fatalf("Fix changed valid %q to %q", s, got)
-		}
-		// Each replacement stands for at least one input byte, and valid
-		// runes pass through, so the output never has more runes.
-		if utf8.RuneCountInString(got) > len(s) {
-			t.Fatalf("Fix(%q) has %d runes, more than %d input bytes", s, utf8.RuneCountInString(got), len(s))
-		}
-	})
-}

@@ -2,7 +2,6 @@ package moqpath
 
 import (
 	"testing"
-	"unicode/utf8"
 	"unsafe"
 )
 
@@ -103,19 +102,4 @@ func isASCII(s string) bool {
 		}
 	}
 	return true
-}
-
-func FuzzNormalizeIsNormalAndIdempotent(f *testing.F) {
-	for _, s := range []string{"", "/", "a//b", "/x/", "\xff/\xfe"} {
-		f.Add(s)
-	}
-	f.Fuzz(func(t *testing.T, s string) {
-		n := Normalize(s)
-		if !utf8.ValidString(n) || !isNormal(n) {
-			t.Fatalf("Normalize(%q) = %q is not normal", s, n)
-		}
-		if again := Normalize(n); again != n {
-			t.Fatalf("Normalize not idempotent: Normalize(%q) = %q", n, again)
-		}
-	})
 }
