@@ -1,6 +1,6 @@
 GO ?= go
 
-.PHONY: test fmt-check vet test-race bench-smoke demo bench profile
+.PHONY: test fmt-check vet test-race bench-smoke test-arm64 demo bench profile
 
 # The README's test command: formatting, vet, the race-enabled test suite
 # in both shard-selection builds (procPin by default, and the
@@ -22,6 +22,17 @@ test-race:
 
 bench-smoke:
 	cd bench && $(GO) test -run '^$$' -bench . -benchtime 1x -cpu 2,64 .
+
+# The test suite built for arm64 (128-byte cache lines, a weaker memory
+# model) and run under qemu-user, in both builds. Installs qemu-user-static
+# from Debian when it is missing (as root). No -race: the race detector
+# needs a cgo cross toolchain and does not run under qemu-user.
+test-arm64:
+	@command -v qemu-aarch64-static >/dev/null || { \
+		echo "installing qemu-user-static"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq qemu-user-static >/dev/null; }
+	GOARCH=arm64 $(GO) test -count=1 -exec qemu-aarch64-static ./...
+	GOARCH=arm64 $(GO) test -count=1 -exec qemu-aarch64-static -tags moqstats_purego ./...
 
 # A simulated relay printing every frame the stats broadcast writes.
 demo:

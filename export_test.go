@@ -90,14 +90,12 @@ func SetHookDropped(f func(key string, final *[4]counters.Snapshot)) (restore fu
 
 // SlotSize is the padded size of a slot's allocation, EntrySize that of a
 // broadcast's registry entry, and LineSize the cache line size they are
-// padded against. FirstSlotOffset is where the entry's own slot sits,
-// StateOffset where its lifetime state does.
+// padded against. FirstSlotOffset is where the entry's own slot sits.
 const (
 	SlotSize        = unsafe.Sizeof(slot{})
 	EntrySize       = unsafe.Sizeof(registry.Entry[broadcastEntry]{})
 	LineSize        = lineSize
 	FirstSlotOffset = unsafe.Offsetof(broadcastEntry{}.first)
-	StateOffset     = unsafe.Offsetof(registry.Entry[broadcastEntry]{}.State)
 )
 
 // EntryAddr returns the address of path's live entry, 0 if none.

@@ -46,19 +46,16 @@ type Stats struct {
 // itself, so the pass reads a typical broadcast, key and counters, from one
 // object.
 //
-// Layout: first at offset 0, then entryPad, sized so that the registry's
-// State, which the collector writes while guards and lookups read the
-// lines around it, starts a cache line of its own. The entry comes out a multiple of the line size and a
-// size class of Go's allocator (512 bytes on amd64), so entries are
-// line-aligned and first shares no line with another object.
+// Layout: first at offset 0, and the registry entry around it exactly 512
+// bytes (registry.InlineKey is sized for it, and a test checks). Go's
+// allocator places objects of a power-of-two size class up to 512 bytes at
+// multiples of their size, with no header before them (larger objects
+// with pointers get an 8-byte one), so every entry starts a cache line and
+// first shares no line with another object.
 type broadcastEntry struct {
 	first slot
-	_     [entryPad]byte
 	slots [4]atomic.Pointer[slot]
 }
-
-const entryPad = (lineSize - (unsafe.Sizeof(slot{})+unsafe.Sizeof([4]atomic.Pointer[slot]{})+
-	unsafe.Offsetof(registry.Entry[struct{}]{}.State))%lineSize) % lineSize
 
 // slotOf returns slot i of e, setting it up.
 func slotOf(e *registry.Entry[broadcastEntry], i int) *slot {

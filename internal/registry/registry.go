@@ -59,15 +59,12 @@ import (
 	"unsafe"
 
 	"github.com/puzpuzpuz/xsync/v3"
-	"golang.org/x/sys/cpu"
 )
 
 // InlineKey is how many bytes of quoted key an Entry holds in itself.
-// Longer keys live in an allocation of their own.
-const InlineKey = 128
-
-// lineSize is the cache line size State is isolated by.
-const lineSize = unsafe.Sizeof(cpu.CacheLinePad{})
+// Longer keys live in an allocation of their own. Sized so that package
+// moqstats' broadcast entries come to 512 bytes: see its broadcastEntry.
+const InlineKey = 176
 
 // Entry is one key's value and the bookkeeping that decides its lifetime.
 //
@@ -83,18 +80,13 @@ type Entry[T any] struct {
 
 	key    string // normalized key; immutable
 	quoted string // key as a JSON string, for the encoder; immutable
-
-	// State is read by every guard open, and written by the collector
-	// while the fields around it are read (the key on every map lookup):
-	// it gets a line of its own when the caller sizes Value to end 32
-	// bytes into a line, as package moqstats does and tests.
+	// State is read by every guard open and written only when the pass
+	// collects (or considers collecting) the entry.
 	State
 	// next links the entry into Map.fresh from its creation until the
 	// Merge that takes it into the rows; written before the push that
 	// publishes it, read only by that Merge.
 	next *Entry[T]
-	_    [lineSize - unsafe.Sizeof(State{}) - unsafe.Sizeof(uintptr(0))]byte
-
 	// inline holds quoted (and key, its middle) when they fit; immutable.
 	inline [InlineKey]byte
 }
