@@ -51,18 +51,6 @@ func SessionRaw(s *Stats, t Tier, root string) (snap counters.SessionSnapshot, o
 	return e.Value.gauge.Read(), true
 }
 
-// Shards returns the per-P cells allocated for path's (tier, role) slot.
-func Shards(s *Stats, t Tier, r role, path string) int {
-	e, ok := s.broadcasts.Get(moqpath.Normalize(path))
-	if !ok {
-		return -1
-	}
-	if sl := e.Value.slots[slotIndex(t, r)].Load(); sl != nil {
-		return sl.Shards()
-	}
-	return 0
-}
-
 // SetHookDuringPass installs f to run in every pass after it merged new
 // entries and before it collects and reads its rows, and returns a
 // function that removes it.

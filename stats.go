@@ -12,6 +12,7 @@ import (
 
 	"github.com/moqstats/moqstats/counters"
 	"github.com/moqstats/moqstats/encode"
+	"github.com/moqstats/moqstats/internal/prefetch"
 	"github.com/moqstats/moqstats/internal/registry"
 	"github.com/moqstats/moqstats/snapshot"
 )
@@ -36,7 +37,6 @@ type Stats struct {
 	mu            sync.Mutex
 	finished      bool // Close ran its final pass
 	tracks        [4]snapshot.Track[counters.Snapshot]
-	touched       uint64 // keeps readBroadcasts' prefetching loads
 	sessionTracks [2]snapshot.Track[counters.SessionSnapshot]
 }
 
@@ -98,12 +98,6 @@ func pinnedIn(slots *[4]*slot) bool {
 		}
 	}
 	return false
-}
-
-// touch loads a word from each cache line the pass reads in sl, and
-// returns a value derived from them so the loads are kept.
-func (sl *slot) touch() uint64 {
-	return sl.Counters.Touch() + sl.emitted.Value().Groups
 }
 
 // slotFields is one (broadcast, tier, role)'s counters, and, owned by the
@@ -342,66 +336,61 @@ func (s *Stats) pass() error {
 	return errors.Join(errs...)
 }
 
-// passBlock is how many rows readBroadcasts takes at a time.
-const passBlock = 64
+// Prefetch distance and encoding interval of readBroadcasts, in rows.
+const (
+	prefetchAhead = 8
+	encodeEvery   = 64
+)
 
 // readBroadcasts collects, reads and offers every row, and reports whether
-// any row is dead. At a hundred thousand broadcasts the entries and slots
-// no longer fit in cache, and the pass is bound by memory latency, not by
-// work. So it goes block by block, in short loops that each touch one kind
-// of memory, which lets the CPU keep many cache misses in flight instead of
-// waiting on one row at a time: the entries' slot pointers, then the
-// slots' lines and, for tracks whose frame is being encoded, the keys'
-// bytes, then collection, reads and offers on what is now in cache, and
-// last the encoding of the block's keys while they are still there.
+// any row is dead. At a hundred thousand broadcasts the entries no longer
+// fit in cache and a pass is bound by memory latency, not by work: each
+// row is an entry somewhere in the heap (rows are in key order, entries in
+// creation order). So while it works on one row the pass prefetches the
+// lines of the row prefetchAhead rows on, and the CPU loads them while it
+// works; and it encodes the keys offered every encodeEvery rows, while
+// their bytes are still in cache.
 func (s *Stats) readBroadcasts(rows []registry.Row[broadcastEntry]) (collected bool) {
-	var (
-		slots [passBlock][4]*slot
-		touch uint64
-	)
-	for len(rows) > 0 {
-		blk := rows[:min(passBlock, len(rows))]
-		rows = rows[len(blk):]
-		for j, r := range blk {
-			for i := range r.Value.slots {
-				slots[j][i] = r.Value.slots[i].Load()
+	for i := range min(prefetchAhead, len(rows)) {
+		prefetchEntry(rows[i].Entry)
+	}
+	for j, r := range rows {
+		if ahead := j + prefetchAhead; ahead < len(rows) {
+			prefetchEntry(rows[ahead].Entry)
+		}
+		var slots [4]*slot
+		for i := range r.Value.slots {
+			slots[i] = r.Value.slots[i].Load()
+		}
+		// Collect before reading. Most rows are pinned, and a pinned row
+		// needs no look at its state or the registry.
+		if !pinnedIn(&slots) && s.broadcasts.Collect(r.Entry, (*broadcastEntry).pinned) {
+			collected = true
+		}
+		for i, sl := range slots {
+			if sl != nil {
+				s.tracks[i].Offer(r.Quoted(), sl.Read(), &sl.emitted, r.SameKey)
+			} else {
+				s.tracks[i].Absent(r.SameKey)
 			}
 		}
-		encoding := false
-		for i := range s.tracks {
-			encoding = encoding || s.tracks[i].Encoding()
-		}
-		for j, r := range blk {
-			for _, sl := range slots[j] {
-				if sl != nil {
-					touch += sl.touch()
-				}
+		if j%encodeEvery == encodeEvery-1 {
+			for i := range s.tracks {
+				s.tracks[i].Encode()
 			}
-			if encoding {
-				touch += uint64(r.Quoted()[1])
-			}
-		}
-		for j, r := range blk {
-			// Collect before reading. Most rows are pinned, and a pinned
-			// row needs no look at its state (a line of its own) or the
-			// registry.
-			if !pinnedIn(&slots[j]) && s.broadcasts.Collect(r.Entry, (*broadcastEntry).pinned) {
-				collected = true
-			}
-			for i, sl := range slots[j] {
-				if sl != nil {
-					s.tracks[i].Offer(r.Quoted(), sl.Read(), &sl.emitted, r.SameKey)
-				} else {
-					s.tracks[i].Absent(r.SameKey)
-				}
-			}
-		}
-		for i := range s.tracks {
-			s.tracks[i].Encode()
 		}
 	}
-	s.touched = touch
 	return collected
+}
+
+// prefetchEntry prefetches the lines of e that a pass reads: the counters
+// and emitted state of its own slot (most entries use only that one), its
+// slot pointers and key headers, and its inline key.
+func prefetchEntry(e *registry.Entry[broadcastEntry]) {
+	base := uintptr(unsafe.Pointer(e))
+	for off := uintptr(0); off < unsafe.Sizeof(*e); off += lineSize {
+		prefetch.Line(base + off)
+	}
 }
 
 func appendErr(errs []error, err error) []error {

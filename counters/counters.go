@@ -66,10 +66,6 @@ func pinned(s *shard.Set, i int) bool { return s.Total(i) != 0 }
 // (0 for counters only one goroutine bumps at a time).
 func (c *Counters) Shards() int { return c.set.Cells() }
 
-// Touch loads the counters' first word and returns it: a way to bring
-// their cache line in ahead of Read.
-func (c *Counters) Touch() uint64 { return c.set.Touch() }
-
 // Read returns the counters' current values. Closed counters are summed
 // before open ones, so the result never shows closed > open: see "Snapshot
 // atomicity" in the package doc.

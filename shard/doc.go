@@ -33,9 +33,9 @@
 //     a lane to the cell of its current P, for callers that can afford a
 //     call now and then (once per group). One-off bumps (Set.Add) also go
 //     to the caller's P cell when it exists.
-//   - tag moqstats_purego: the next cell round-robin, over one slot per
-//     CPU. No runtime internals; kept so the package builds the day the
-//     runtime closes that door.
+//   - tag moqstats_purego: a cell at random, over four slots per CPU. No
+//     runtime internals; kept so the package builds the day the runtime
+//     closes that door.
 //
 // GOMAXPROCS may change at run time (Go follows cgroup limits). A P id
 // beyond the table grows the table, under the set's mutex, before it is
@@ -56,7 +56,7 @@
 // with a neighbour's hot counters made contended runs several times slower.
 // An inflated set adds
 //
-//	one table:  8 * nextPow2(GOMAXPROCS) bytes of slots (purego: NumCPU)
+//	one table:  8 * nextPow2(GOMAXPROCS) bytes of slots (purego: 4*NumCPU)
 //	per cell:   Width counters rounded up to whole lines (128 bytes)
 //
 // with one cell per P that attached a lane. At GOMAXPROCS=64 a set that two

@@ -2,6 +2,7 @@ package shard
 
 import (
 	"math/bits"
+	"math/rand/v2"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -68,8 +69,6 @@ type Set struct {
 	// baseTaken is set while a lane is attached to base, so no two lanes
 	// ever share it.
 	baseTaken atomic.Bool
-	// rr is the round-robin cursor of the purego build; guarded by mu.
-	rr uint32
 	// table is nil until a lane attaches while another is attached (the
 	// set may then be bumped from two goroutines at once). Replaced only
 	// by a larger table, under mu.
@@ -101,16 +100,14 @@ func (l *Lane) Add(i int, n uint64) {
 	}
 }
 
-// Attached reports whether l is attached to a set.
-func (l *Lane) Attached() bool { return l.cell() != nil }
-
 // Attach attaches l, which must be detached and not yet shared with other
-// goroutines (Attach stores to it without synchronization), to s. While the set is not inflated, a lane takes the base
-// cell when no other lane has it, so a set bumped by one goroutine at a
-// time never allocates. Any other lane gets a cell of its own P (purego:
-// the next cell round-robin), inflating the set on first need; once
-// inflated, every lane does, so lanes opening and closing on a busy set
-// never touch a shared line for base.
+// goroutines (Attach stores to it without synchronization), to s. While
+// the set is not inflated, a lane takes the base cell when no other lane
+// has it, so a set bumped by one goroutine at a time never allocates. Any
+// other lane gets a cell of its own P (purego: a cell at random),
+// inflating the set on first need; once inflated, every lane does, so
+// lanes opening and closing on a busy set never touch a shared line for
+// base.
 func (s *Set) Attach(l *Lane) {
 	// Loads first: a compare-and-swap that fails still takes the line
 	// exclusively.
@@ -163,17 +160,14 @@ func (s *Set) Add(i int, n uint64) {
 	s.base[i].Add(n)
 }
 
-// laneCell returns the cell for a lane that cannot take base.
+// laneCell returns the cell for a lane that cannot take base: the P's
+// cell, or (purego) a cell picked at random from a fixed table, so lanes
+// opening on a busy set share no counter or lock.
 func (s *Set) laneCell() *Cell {
 	if procPinned {
 		return s.pCell(pid(), true)
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	t := s.tableLocked(0)
-	i := s.rr & uint32(len(t.slots)-1)
-	s.rr++
-	return t.cellLocked(int(i))
+	return s.pCell(int(rand.Uint32()&uint32(nextPow2(initialSlots())-1)), true)
 }
 
 // pCell returns the cell of slot p, or nil when it does not exist yet and
@@ -251,9 +245,6 @@ func (s *Set) Sum(dst *[Width]uint64, mask uint16) {
 	}
 }
 
-// Inflated reports whether the set has a table of cells.
-func (s *Set) Inflated() bool { return s.table.Load() != nil }
-
 // Total returns counter i summed over all cells: Sum for one counter,
 // without the bookkeeping.
 func (s *Set) Total(i int) uint64 {
@@ -264,17 +255,6 @@ func (s *Set) Total(i int) uint64 {
 				n += c.v[i].Load()
 			}
 		}
-	}
-	return n
-}
-
-// Touch loads the base cell's first counter and the table pointer, and
-// returns a value derived from them: callers use it to bring a set's
-// lines into cache before reading it.
-func (s *Set) Touch() uint64 {
-	n := s.base[0].Load()
-	if s.table.Load() != nil {
-		n++
 	}
 	return n
 }

@@ -55,7 +55,7 @@ func TestSecondConcurrentLaneGetsItsOwnCell(t *testing.T) {
 	var a, b Lane
 	s.Attach(&a)
 	s.Attach(&b)
-	if !s.Inflated() {
+	if s.table.Load() == nil {
 		t.Fatalf("second concurrent lane did not inflate the set")
 	}
 	if a.cell() == b.cell() {
@@ -81,7 +81,7 @@ func TestLaneAfterIdleReusesBase(t *testing.T) {
 	s.Attach(&a)
 	s.Detach(&a)
 	s.Attach(&b)
-	if s.Inflated() {
+	if s.table.Load() != nil {
 		t.Fatalf("sequential lanes inflated the set; want base reused")
 	}
 	if b.cell() != &s.base {
