@@ -102,16 +102,9 @@ func (h Handle) Session(root string) *SessionGuard {
 		return nil
 	}
 	// Roots are auth scopes, never stats paths: no cycle filter.
-	m, key := s.sessions[h.tier], moqpath.Normalize(root)
-	for e := m.Lookup(key); ; e = m.Live(key) {
-		g := &e.Value.gauge
-		g.Add(counters.SessionPins, 1)
-		if e.Admit() {
-			g.Add(counters.Sessions, 1)
-			return &SessionGuard{e: e}
-		}
-		g.Add(counters.SessionPins, counters.Unpin) // collected meanwhile
-	}
+	e := s.sessions[h.tier].Pin(moqpath.Normalize(root), nil, pinSession)
+	e.Value.gauge.Add(counters.Sessions, 1)
+	return &SessionGuard{e: e}
 }
 
 // BroadcastStats is a per-broadcast, tier-scoped view: open guards from it.
@@ -140,18 +133,15 @@ func (b BroadcastStats) open(r role) *BroadcastGuard {
 	if !b.live() {
 		return nil
 	}
-	i := slotIndex(b.tier, r)
-	// b.e pins nothing and may have been collected: pin, then check (see
-	// package registry), and move to its successor if it died.
-	for e := b.e; ; e = b.s.broadcasts.Live(e.Key()) {
-		sl := slotOf(e, i)
-		sl.Add(counters.Pins, 1)
-		if e.Admit() {
-			sl.Add(counters.Announced, 1)
-			return &BroadcastGuard{sl: sl}
-		}
-		sl.Add(counters.Pins, counters.Unpin)
-	}
+	// b.e pins nothing and may have been collected since: Pin moves on to
+	// its successor if so.
+	var sl *slot
+	b.s.broadcasts.Pin(b.e.Key(), b.e, func(e *registry.Entry[broadcastEntry]) bool {
+		sl = slotOf(e, slotIndex(b.tier, r))
+		return sl.pin()
+	})
+	sl.Add(counters.Announced, 1)
+	return &BroadcastGuard{sl: sl}
 }
 
 // PublisherTrack opens a publisher track guard without a broadcast guard,
@@ -167,11 +157,9 @@ func (b BroadcastStats) track(r role) *TrackGuard {
 	if !b.live() {
 		return nil
 	}
-	i := slotIndex(b.tier, r)
 	t := new(TrackGuard)
-	for e := b.e; ; e = b.s.broadcasts.Live(e.Key()) {
-		if t.open(slotOf(e, i)) {
-			return t
-		}
-	}
+	b.s.broadcasts.Pin(b.e.Key(), b.e, func(e *registry.Entry[broadcastEntry]) bool {
+		return t.open(slotOf(e, slotIndex(b.tier, r)))
+	})
+	return t
 }

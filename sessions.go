@@ -6,6 +6,7 @@ import (
 
 	"github.com/moqstats/moqstats/counters"
 	"github.com/moqstats/moqstats/internal/moqpath"
+	"github.com/moqstats/moqstats/internal/registry"
 )
 
 // SessionBroadcasts turns one peer session's subscriptions into the
@@ -49,20 +50,15 @@ func (sb *SessionBroadcasts) Subscribe(path string) *SubscriptionGuard {
 	defer sb.mu.Unlock()
 	sub := sb.subs[key]
 	if sub == nil {
-		m := sb.s.broadcasts
-		for e := m.Lookup(key); ; e = m.Live(key) {
-			sl := slotOf(e, sb.slot)
-			sl.Add(counters.Pins, 1) // pin, then check: see package registry
-			if e.Admit() {
-				// Under mu, so this session's first-open and last-close
-				// bumps are ordered, and broadcasts_closed never
-				// overtakes broadcasts.
-				sl.Add(counters.Broadcasts, 1)
-				sub = &subscription{key: e.Key(), sl: sl}
-				break
-			}
-			sl.Add(counters.Pins, counters.Unpin)
-		}
+		var sl *slot
+		e := sb.s.broadcasts.Pin(key, nil, func(e *registry.Entry[broadcastEntry]) bool {
+			sl = slotOf(e, sb.slot)
+			return sl.pin()
+		})
+		// Under mu, so this session's first-open and last-close bumps are
+		// ordered, and broadcasts_closed never overtakes broadcasts.
+		sl.Add(counters.Broadcasts, 1)
+		sub = &subscription{key: e.Key(), sl: sl}
 		sb.subs[key] = sub
 	}
 	sub.n++

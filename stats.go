@@ -78,6 +78,18 @@ func slotOf(e *registry.Entry[broadcastEntry], i int) *slot {
 	return b.slots[i].Load()
 }
 
+// pin counts a pin in sl and completes it (package registry: count, then
+// check); if sl's entry was collected meanwhile it withdraws the pin and
+// reports false.
+func (sl *slot) pin() bool {
+	sl.Add(counters.Pins, 1)
+	if sl.state.Admit() {
+		return true
+	}
+	sl.Add(counters.Pins, counters.Unpin)
+	return false
+}
+
 // pinned reports whether a guard pins the entry: whether any slot's pin
 // counters sum to nonzero. See registry's invariant 1 for why reading them
 // slot by slot, cell by cell, is enough.
@@ -109,7 +121,7 @@ type slotFields struct {
 	// a guard checks after counting its pin (registry.State.Admit); set
 	// before the slot is published.
 	state *registry.State
-	// claimed is set once an entry's own slot (broadcastFields.first) is
+	// claimed is set once an entry's own slot (broadcastEntry.first) is
 	// installed, or being installed, as one of its four.
 	claimed atomic.Bool
 }
@@ -130,6 +142,16 @@ const (
 )
 
 func sessionPinned(e *sessionEntry) bool { return e.gauge.Pinned() }
+
+// pinSession counts a pin on e's gauge and completes it, as slot.pin does.
+func pinSession(e *registry.Entry[sessionEntry]) bool {
+	e.Value.gauge.Add(counters.SessionPins, 1)
+	if e.Admit() {
+		return true
+	}
+	e.Value.gauge.Add(counters.SessionPins, counters.Unpin)
+	return false
+}
 
 // sessionEntry is one auth root's session gauge on one tier, and what the
 // pass last put in a frame for it.
@@ -383,9 +405,9 @@ func (s *Stats) readBroadcasts(rows []registry.Row[broadcastEntry]) (collected b
 	return collected
 }
 
-// prefetchEntry prefetches the lines of e that a pass reads: the counters
-// and emitted state of its own slot (most entries use only that one), its
-// slot pointers and key headers, and its inline key.
+// prefetchEntry prefetches every line of e, all of which a pass reads: the
+// counters and emitted state of its own slot (most entries use only that
+// one), its slot pointers, key headers and state, and its inline key.
 func prefetchEntry(e *registry.Entry[broadcastEntry]) {
 	base := uintptr(unsafe.Pointer(e))
 	for off := uintptr(0); off < unsafe.Sizeof(*e); off += lineSize {

@@ -170,6 +170,21 @@ func (m *Map[T]) Get(key string) (*Entry[T], bool) {
 	return e, true
 }
 
+// Pin pins an entry for key with pin, which counts a pin on the entry it
+// is given and reports whether Admit accepted it, withdrawing the pin when
+// not (invariant 1). Pin starts from e, an entry the caller looked up
+// earlier (nil: look it up now), and moves on to the successor of each
+// entry collected meanwhile. It returns the pinned entry.
+func (m *Map[T]) Pin(key string, e *Entry[T], pin func(*Entry[T]) bool) *Entry[T] {
+	if e == nil {
+		e = m.Lookup(key)
+	}
+	for !pin(e) {
+		e = m.Live(key)
+	}
+	return e
+}
+
 // Live returns a live entry for key: the mapped one, or a successor
 // created in place of a dead one. It may die before the caller pins it;
 // Admit tells.

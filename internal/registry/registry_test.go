@@ -22,17 +22,18 @@ func pinned(v *val) bool { return v.pins.Load() != 0 }
 
 func newMap() *Map[val] { return New[val](strconv.AppendQuote) }
 
-// pin pins key's live entry with the protocol of invariant 1.
-func pin(m *Map[val], key string) *Entry[val] {
-	for {
-		e := m.Live(key)
-		e.Value.pins.Add(1)
-		if e.Admit() {
-			return e
-		}
-		e.Value.pins.Add(-1) // withdraw from the dead entry, try its successor
+// count counts a pin on e and completes it, as invariant 1 asks.
+func count(e *Entry[val]) bool {
+	e.Value.pins.Add(1)
+	if e.Admit() {
+		return true
 	}
+	e.Value.pins.Add(-1) // withdraw from the dead entry
+	return false
 }
+
+// pin pins key's live entry.
+func pin(m *Map[val], key string) *Entry[val] { return m.Pin(key, nil, count) }
 
 func unpin(e *Entry[val]) { e.Value.pins.Add(-1) }
 
@@ -175,6 +176,22 @@ func TestLiveReplacesDeadEntryStillMapped(t *testing.T) {
 	}
 	if _, ok := m.Get("k"); !ok {
 		t.Fatalf("Get does not see the live successor")
+	}
+}
+
+func TestPinFromACollectedEntryMovesToItsSuccessor(t *testing.T) {
+	m := newMap()
+	old := m.Lookup("k") // looked up earlier, never pinned
+	sweep(m)             // collects it
+	if !old.Dead() {
+		t.Fatal("setup: entry not collected")
+	}
+	got := m.Pin("k", old, count)
+	if got == old || got.Dead() || got.Value.pins.Load() != 1 {
+		t.Fatalf("Pin from a dead entry returned %p (dead %v, pins %d); want a pinned successor", got, got.Dead(), got.Value.pins.Load())
+	}
+	if old.Value.pins.Load() != 0 {
+		t.Fatalf("the dead entry keeps a pin: %d", old.Value.pins.Load())
 	}
 }
 
