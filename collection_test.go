@@ -212,7 +212,7 @@ func TestConcurrentBumpsExactTotalsNeverClosedAboveOpen(t *testing.T) {
 
 	for i, f := range pubFrames() {
 		for k, v := range f {
-			if v.AnnouncedClosed > v.Announced || v.SubscriptionsClosed > v.Subscriptions || v.BroadcastsClosed > v.Broadcasts {
+			if v.ClosedAboveOpen() {
 				t.Fatalf("publisher frame %d: %s = %+v shows closed > open", i, k, v)
 			}
 		}

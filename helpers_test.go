@@ -10,28 +10,15 @@ import (
 	"github.com/bytedance/sonic"
 
 	"github.com/moqstats/moqstats"
+	"github.com/moqstats/moqstats/internal/wiretest"
 	"github.com/moqstats/moqstats/memorigin"
 )
 
-// Snapshot mirrors the reference's per-broadcast Snapshot for decoding
-// frames, independently of package counters.
-type Snapshot struct {
-	Announced           uint64 `json:"announced"`
-	AnnouncedClosed     uint64 `json:"announced_closed"`
-	Broadcasts          uint64 `json:"broadcasts"`
-	BroadcastsClosed    uint64 `json:"broadcasts_closed"`
-	Subscriptions       uint64 `json:"subscriptions"`
-	SubscriptionsClosed uint64 `json:"subscriptions_closed"`
-	Bytes               uint64 `json:"bytes"`
-	Frames              uint64 `json:"frames"`
-	Groups              uint64 `json:"groups"`
-}
-
-// SessionSnapshot mirrors the reference's SessionSnapshot.
-type SessionSnapshot struct {
-	Sessions       uint64 `json:"sessions"`
-	SessionsClosed uint64 `json:"sessions_closed"`
-}
+// The frame values as tests decode them: see package wiretest.
+type (
+	Snapshot        = wiretest.Snapshot
+	SessionSnapshot = wiretest.SessionSnapshot
+)
 
 // setup builds an enabled Stats on a fresh memorigin with node "sjc" and an
 // interval long enough that only Flush runs passes, and closes it at the

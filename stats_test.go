@@ -342,22 +342,22 @@ func TestSessionCountsByRoot(t *testing.T) {
 		return SessionSnapshot(r)
 	}
 	a1, a2, b1 := ext.Session("acme"), ext.Session("acme"), ext.Session("globex")
-	if got := snap("acme"); got != (SessionSnapshot{2, 0}) {
+	if got := snap("acme"); got != (SessionSnapshot{Sessions: 2, SessionsClosed: 0}) {
 		t.Fatalf("two sessions under one root: %+v", got)
 	}
-	if got := snap("globex"); got != (SessionSnapshot{1, 0}) {
+	if got := snap("globex"); got != (SessionSnapshot{Sessions: 1, SessionsClosed: 0}) {
 		t.Fatalf("a distinct root is counted separately: %+v", got)
 	}
 	a1.Close()
-	if got := snap("acme"); got != (SessionSnapshot{2, 1}) {
+	if got := snap("acme"); got != (SessionSnapshot{Sessions: 2, SessionsClosed: 1}) {
 		t.Fatalf("after one disconnect: %+v, want {2 1}", got)
 	}
 	a2.Close()
 	b1.Close()
-	if got := snap("acme"); got != (SessionSnapshot{2, 2}) {
+	if got := snap("acme"); got != (SessionSnapshot{Sessions: 2, SessionsClosed: 2}) {
 		t.Fatalf("acme after both disconnect: %+v", got)
 	}
-	if got := snap("globex"); got != (SessionSnapshot{1, 1}) {
+	if got := snap("globex"); got != (SessionSnapshot{Sessions: 1, SessionsClosed: 1}) {
 		t.Fatalf("globex after disconnect: %+v", got)
 	}
 }
@@ -372,13 +372,13 @@ func TestSessionTrackSurfacesByRoot(t *testing.T) {
 	defer c.Close()
 	flush(t, s)
 	ext := readSessionFrame(t, o, s, moqstats.TrackSessions)
-	if got := ext["acme"]; got != (SessionSnapshot{2, 0}) {
+	if got := ext["acme"]; got != (SessionSnapshot{Sessions: 2, SessionsClosed: 0}) {
 		t.Fatalf("sessions.json acme = %+v, want {2 0}", got)
 	}
 	if _, ok := ext["peer"]; ok {
 		t.Fatalf("internal session must not appear on the external track")
 	}
-	if got := readSessionFrame(t, o, s, moqstats.TrackInternalSessions)["peer"]; got != (SessionSnapshot{1, 0}) {
+	if got := readSessionFrame(t, o, s, moqstats.TrackInternalSessions)["peer"]; got != (SessionSnapshot{Sessions: 1, SessionsClosed: 0}) {
 		t.Fatalf("internal/sessions.json peer = %+v, want {1 0}", got)
 	}
 }
@@ -397,7 +397,7 @@ func TestSessionRootDroppedWhenEmpty(t *testing.T) {
 	if _, ok := moqstats.SessionRaw(s, moqstats.External, "acme"); ok {
 		t.Fatalf("root must be collected after the last session leaves")
 	}
-	if got := readSessionFrame(t, o, s, moqstats.TrackSessions)["acme"]; got != (SessionSnapshot{1, 1}) {
+	if got := readSessionFrame(t, o, s, moqstats.TrackSessions)["acme"]; got != (SessionSnapshot{Sessions: 1, SessionsClosed: 1}) {
 		t.Fatalf("final session frame acme = %+v, want {1 1}", got)
 	}
 }

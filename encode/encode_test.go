@@ -1,7 +1,6 @@
 package encode
 
 import (
-	"bytes"
 	"encoding/json"
 	"math"
 	"math/rand/v2"
@@ -14,6 +13,7 @@ import (
 	"github.com/moqstats/moqstats/counters"
 	"github.com/moqstats/moqstats/internal/lossy"
 	"github.com/moqstats/moqstats/internal/race"
+	"github.com/moqstats/moqstats/internal/wiretest"
 )
 
 func TestAppendStringEscapesExactlyWhatSerdeJSONEscapes(t *testing.T) {
@@ -59,21 +59,6 @@ func TestAppendStringEveryASCIIByte(t *testing.T) {
 	}
 }
 
-// stdlib returns what encoding/json writes for s, with its two escapes
-// that serde_json does not make (U+2028, U+2029) undone. With
-// SetEscapeHTML(false), that is serde_json's output for valid UTF-8.
-func stdlib(t *testing.T, s string) string {
-	t.Helper()
-	var buf bytes.Buffer
-	enc := json.NewEncoder(&buf)
-	enc.SetEscapeHTML(false)
-	if err := enc.Encode(s); err != nil {
-		t.Fatal(err)
-	}
-	out := strings.TrimSuffix(buf.String(), "\n")
-	return strings.NewReplacer(`\u2028`, "\u2028", `\u2029`, "\u2029").Replace(out)
-}
-
 func randomString(r *rand.Rand) string {
 	alphabet := []rune{'a', 'Z', '/', '"', '\\', '\b', '\f', '\n', '\r', '\t', 0, 0x1f, 0x7f, '<', '&', 'é', '\u2028', '\u2029', '\U0001F600', '\uFFFD', ' '}
 	n := r.IntN(24)
@@ -92,7 +77,7 @@ func TestAppendStringMatchesEncodingJSONWithoutHTMLEscapes(t *testing.T) {
 	r := rand.New(rand.NewPCG(1, 2))
 	for range 5000 {
 		s := randomString(r)
-		if got, want := string(AppendString(nil, s)), stdlib(t, s); got != want {
+		if got, want := string(AppendString(nil, s)), string(wiretest.SerdeString(s)); got != want {
 			t.Fatalf("AppendString(%q) = %s, want %s", s, got, want)
 		}
 	}
@@ -152,19 +137,6 @@ func snap(a, ac, b, bc, s, sc, by, f, g uint64) counters.Snapshot {
 		Subscriptions: s, SubscriptionsClosed: sc, Bytes: by, Frames: f, Groups: g}
 }
 
-// wire mirrors the reference's Snapshot for decoding.
-type wire struct {
-	Announced           uint64 `json:"announced"`
-	AnnouncedClosed     uint64 `json:"announced_closed"`
-	Broadcasts          uint64 `json:"broadcasts"`
-	BroadcastsClosed    uint64 `json:"broadcasts_closed"`
-	Subscriptions       uint64 `json:"subscriptions"`
-	SubscriptionsClosed uint64 `json:"subscriptions_closed"`
-	Bytes               uint64 `json:"bytes"`
-	Frames              uint64 `json:"frames"`
-	Groups              uint64 `json:"groups"`
-}
-
 func TestFrameRoundTripsThroughEncodingJSONAndSonic(t *testing.T) {
 	r := rand.New(rand.NewPCG(3, 4))
 	keySet := map[string]bool{}
@@ -183,7 +155,7 @@ func TestFrameRoundTripsThroughEncodingJSONAndSonic(t *testing.T) {
 		"encoding/json": json.Unmarshal,
 		"sonic":         sonic.ConfigStd.Unmarshal,
 	} {
-		var got map[string]wire
+		var got map[string]wiretest.Snapshot
 		if err := unmarshal(frame, &got); err != nil {
 			t.Fatalf("%s: %v", name, err)
 		}
@@ -192,7 +164,8 @@ func TestFrameRoundTripsThroughEncodingJSONAndSonic(t *testing.T) {
 		}
 		for i, s := range raw {
 			v := vals[i]
-			if got[s] != (wire{v.Announced, v.AnnouncedClosed, v.Broadcasts, v.BroadcastsClosed, v.Subscriptions, v.SubscriptionsClosed, v.Bytes, v.Frames, v.Groups}) {
+			if got[s] != (wiretest.Snapshot{Announced: v.Announced, AnnouncedClosed: v.AnnouncedClosed, Broadcasts: v.Broadcasts, BroadcastsClosed: v.BroadcastsClosed,
+				Subscriptions: v.Subscriptions, SubscriptionsClosed: v.SubscriptionsClosed, Bytes: v.Bytes, Frames: v.Frames, Groups: v.Groups}) {
 				t.Fatalf("%s: key %q decoded to %+v, want %+v", name, s, got[s], v)
 			}
 		}

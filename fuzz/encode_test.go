@@ -10,21 +10,8 @@ import (
 	"github.com/moqstats/moqstats/counters"
 	"github.com/moqstats/moqstats/encode"
 	"github.com/moqstats/moqstats/internal/lossy"
+	"github.com/moqstats/moqstats/internal/wiretest"
 )
-
-// stdlib is encoding/json's encoding of a valid UTF-8 string with its two
-// extra escapes (HTML characters, U+2028/U+2029) turned off or undone:
-// the bytes serde_json writes.
-func stdlib(t *testing.T, s string) []byte {
-	var buf bytes.Buffer
-	enc := json.NewEncoder(&buf)
-	enc.SetEscapeHTML(false)
-	if err := enc.Encode(s); err != nil {
-		t.Fatal(err)
-	}
-	out := strings.TrimSuffix(buf.String(), "\n")
-	return []byte(strings.NewReplacer(`\u2028`, "\u2028", `\u2029`, "\u2029").Replace(out))
-}
 
 func FuzzAppendString(f *testing.F) {
 	for _, s := range []string{"", "foo/bar", "a\"b\\c", "\b\f\n\r\t\x00\x1f\x7f", "</>&", "\u2028\u2029", "é\U0001F600", "\xff\xe2\x82", "a\xF1\x80\x80\xE1\x80\xC2b"} {
@@ -47,7 +34,7 @@ func FuzzAppendString(f *testing.F) {
 			t.Fatalf("AppendString(%q) decodes to %q, want %q", s, back, want)
 		}
 		if utf8.ValidString(s) {
-			if want := stdlib(t, s); !bytes.Equal(got, want) {
+			if want := wiretest.SerdeString(s); !bytes.Equal(got, want) {
 				t.Fatalf("AppendString(%q) = %s, serde_json writes %s", s, got, want)
 			}
 		}
@@ -75,15 +62,7 @@ func FuzzFrame(f *testing.F) {
 			vals = append(vals, v)
 		}
 		frame := encode.AppendBroadcastFrame(nil, keys, vals)
-		var got map[string]struct {
-			Announced        uint64 `json:"announced"`
-			AnnouncedClosed  uint64 `json:"announced_closed"`
-			Broadcasts       uint64 `json:"broadcasts"`
-			BroadcastsClosed uint64 `json:"broadcasts_closed"`
-			Bytes            uint64 `json:"bytes"`
-			Frames           uint64 `json:"frames"`
-			Groups           uint64 `json:"groups"`
-		}
+		var got map[string]wiretest.Snapshot
 		if err := json.Unmarshal(frame, &got); err != nil {
 			t.Fatalf("frame %q: %v", frame, err)
 		}

@@ -10,24 +10,11 @@ import (
 	"time"
 
 	"github.com/moqstats/moqstats"
+	"github.com/moqstats/moqstats/internal/wiretest"
 	"github.com/moqstats/moqstats/memorigin"
 )
 
-type snap struct {
-	Announced           uint64 `json:"announced"`
-	AnnouncedClosed     uint64 `json:"announced_closed"`
-	Broadcasts          uint64 `json:"broadcasts"`
-	BroadcastsClosed    uint64 `json:"broadcasts_closed"`
-	Subscriptions       uint64 `json:"subscriptions"`
-	SubscriptionsClosed uint64 `json:"subscriptions_closed"`
-	Bytes               uint64 `json:"bytes"`
-	Frames              uint64 `json:"frames"`
-	Groups              uint64 `json:"groups"`
-}
-
-func (s snap) live() bool {
-	return s.Announced != s.AnnouncedClosed || s.Subscriptions != s.SubscriptionsClosed || s.Broadcasts != s.BroadcastsClosed
-}
+type snap = wiretest.Snapshot
 
 var fuzzKeys = []string{"a", "b/c", "d"}
 
@@ -106,10 +93,7 @@ func FuzzStats(f *testing.F) {
 					t.Fatalf("no frame on %s", name)
 				}
 				if i >= 4 {
-					var m map[string]struct {
-						Sessions       uint64 `json:"sessions"`
-						SessionsClosed uint64 `json:"sessions_closed"`
-					}
+					var m map[string]wiretest.SessionSnapshot
 					if err := json.Unmarshal(raw, &m); err != nil {
 						t.Fatalf("%s: %v: %s", name, err, raw)
 					}
@@ -142,7 +126,7 @@ func FuzzStats(f *testing.F) {
 					t.Fatalf("%s keys not in byte order: %q", name, order)
 				}
 				for k, v := range m {
-					if v.AnnouncedClosed > v.Announced || v.SubscriptionsClosed > v.Subscriptions || v.BroadcastsClosed > v.Broadcasts {
+					if v.ClosedAboveOpen() {
 						t.Fatalf("%s %s shows closed > open: %+v", name, k, v)
 					}
 					if exact && v != model[k][i] {
@@ -151,7 +135,7 @@ func FuzzStats(f *testing.F) {
 				}
 				if exact {
 					for k, w := range model {
-						if _, ok := m[k]; w[i].live() && !ok {
+						if _, ok := m[k]; w[i].Live() && !ok {
 							t.Fatalf("%s lacks live key %s (model %+v)", name, k, w[i])
 						}
 					}
