@@ -58,9 +58,8 @@ type TrackGuard struct {
 func (t *TrackGuard) open(sl *slot) bool {
 	t.sl = sl
 	sl.Attach(&t.lane)
-	t.lane.Add(counters.Pins, 1)
-	if !sl.state.Admit() {
-		sl.Detach(&t.lane)[counters.Pins].Add(counters.Unpin)
+	if !pinOn(&t.lane, counters.Pins, sl.state) {
+		sl.Detach(&t.lane)
 		return false
 	}
 	t.lane.Add(counters.Subscriptions, 1)

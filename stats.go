@@ -78,15 +78,19 @@ func slotOf(e *registry.Entry[broadcastEntry], i int) *slot {
 	return b.slots[i].Load()
 }
 
-// pin counts a pin in sl and completes it (package registry: count, then
-// check); if sl's entry was collected meanwhile it withdraws the pin and
-// reports false.
-func (sl *slot) pin() bool {
-	sl.Add(counters.Pins, 1)
-	if sl.state.Admit() {
+// pin counts a pin in sl and completes it; see pinOn.
+func (sl *slot) pin() bool { return pinOn(&sl.Counters, counters.Pins, sl.state) }
+
+// pinOn counts a pin at index i of c and completes it against st, the
+// state of the entry c belongs to (package registry: count, then check).
+// If the entry was collected meanwhile it withdraws the pin and reports
+// false. Guard opens call it, never bumps.
+func pinOn(c interface{ Add(i int, n uint64) }, i int, st *registry.State) bool {
+	c.Add(i, 1)
+	if st.Admit() {
 		return true
 	}
-	sl.Add(counters.Pins, counters.Unpin)
+	c.Add(i, counters.Unpin)
 	return false
 }
 
@@ -143,14 +147,9 @@ const (
 
 func sessionPinned(e *sessionEntry) bool { return e.gauge.Pinned() }
 
-// pinSession counts a pin on e's gauge and completes it, as slot.pin does.
+// pinSession counts a pin on e's gauge and completes it; see pinOn.
 func pinSession(e *registry.Entry[sessionEntry]) bool {
-	e.Value.gauge.Add(counters.SessionPins, 1)
-	if e.Admit() {
-		return true
-	}
-	e.Value.gauge.Add(counters.SessionPins, counters.Unpin)
-	return false
+	return pinOn(&e.Value.gauge, counters.SessionPins, &e.State)
 }
 
 // sessionEntry is one auth root's session gauge on one tier, and what the

@@ -275,14 +275,6 @@ func (s *Set) Cells() int {
 	return n
 }
 
-// Slots returns the length of the set's table, 0 when not inflated.
-func (s *Set) Slots() int {
-	if t := s.table.Load(); t != nil {
-		return len(t.slots)
-	}
-	return 0
-}
-
 func nextPow2(n int) int {
 	if n <= 1 {
 		return 1
