@@ -5,65 +5,76 @@ import (
 	"os/exec"
 	"regexp"
 	"testing"
+	"time"
 
 	"github.com/moqstats/moqstats"
 	"github.com/moqstats/moqstats/internal/race"
 )
 
 // TestHotPathAllocations pins the allocation budget: nothing per bump, one
-// (the guard) per guard open+close on a live entry, two for a session's
-// first subscription to a broadcast, nothing at all when disabled.
+// (the guard) per guard open+close on a live entry with the leak check off,
+// two for a session's first subscription to a broadcast, and two more with
+// the leak check on (runtime.AddCleanup's argument and call record);
+// nothing at all when disabled.
 func TestHotPathAllocations(t *testing.T) {
 	if race.Enabled {
 		t.Skip("the race detector allocates")
 	}
-	s, _ := setup(t)
-	h := s.Tier(moqstats.External)
-	bs := h.Broadcast("live")
-	pin := bs.Publisher() // keeps the entry live
-	defer pin.Close()
-	tr := pin.Track("video")
-	defer tr.Close()
-	other := pin.Track("audio") // a second lane: the set is inflated
-	defer other.Close()
-	viewer := h.PublisherBroadcasts()
-	keep := viewer.Subscribe("live")
-	defer keep.Close()
-	sess := h.Session("acme")
-	defer sess.Close()
-	viewer2 := h.PublisherBroadcasts() // a session with no subscription yet
+	for _, leakCheck := range []bool{false, true} {
+		t.Run(fmt.Sprint("leakCheck=", leakCheck), func(t *testing.T) {
+			extra := 0.0
+			if leakCheck {
+				extra = 2
+			}
+			s, _ := setupConfig(t, moqstats.Config{Interval: time.Hour, DisableLeakCheck: !leakCheck})
+			h := s.Tier(moqstats.External)
+			bs := h.Broadcast("live")
+			pin := bs.Publisher() // keeps the entry live
+			defer pin.Close()
+			tr := pin.Track("video")
+			defer tr.Close()
+			other := pin.Track("audio") // a second lane: the set is inflated
+			defer other.Close()
+			viewer := h.PublisherBroadcasts()
+			keep := viewer.Subscribe("live")
+			defer keep.Close()
+			sess := h.Session("acme")
+			defer sess.Close()
+			viewer2 := h.PublisherBroadcasts() // a session with no subscription yet
 
-	off, _ := moqstats.New(moqstats.Config{})
-	offH := off.Tier(moqstats.External)
+			off, _ := moqstats.New(moqstats.Config{})
+			offH := off.Tier(moqstats.External)
 
-	for _, tc := range []struct {
-		name string
-		max  float64
-		f    func()
-	}{
-		{"TrackGuard bumps", 0, func() { tr.Bytes(1200); tr.Frame(); tr.Group() }},
-		{"Broadcast lookup", 0, func() { h.Broadcast("live") }},
-		{"track guard open+close", 1, func() { pin.Track("v").Close() }},
-		{"PublisherTrack open+close", 1, func() { bs.PublisherTrack("v").Close() }},
-		{"broadcast guard open+close", 1, func() { bs.Publisher().Close() }},
-		{"first subscription open+close", 2, func() { viewer2.Subscribe("live").Close() }},
-		{"second subscription open+close", 1, func() { viewer.Subscribe("live").Close() }},
-		{"session open+close", 1, func() { h.Session("acme").Close() }},
-		{"disabled everything", 0, func() {
-			b := offH.Broadcast("x")
-			g := b.Publisher()
-			t := g.Track("v")
-			t.Bytes(1)
-			t.Frame()
-			t.Close()
-			g.Close()
-			offH.PublisherBroadcasts().Subscribe("x").Close()
-			offH.Session("r").Close()
-		}},
-	} {
-		if n := testing.AllocsPerRun(200, tc.f); n > tc.max {
-			t.Errorf("%s: %v allocations, want at most %v", tc.name, n, tc.max)
-		}
+			for _, tc := range []struct {
+				name string
+				max  float64
+				f    func()
+			}{
+				{"TrackGuard bumps", 0, func() { tr.Bytes(1200); tr.Frame(); tr.Group() }},
+				{"Broadcast lookup", 0, func() { h.Broadcast("live") }},
+				{"track guard open+close", 1 + extra, func() { pin.Track("v").Close() }},
+				{"PublisherTrack open+close", 1 + extra, func() { bs.PublisherTrack("v").Close() }},
+				{"broadcast guard open+close", 1 + extra, func() { bs.Publisher().Close() }},
+				{"first subscription open+close", 2 + extra, func() { viewer2.Subscribe("live").Close() }},
+				{"second subscription open+close", 1 + extra, func() { viewer.Subscribe("live").Close() }},
+				{"session open+close", 1 + extra, func() { h.Session("acme").Close() }},
+				{"disabled everything", 0, func() {
+					b := offH.Broadcast("x")
+					g := b.Publisher()
+					t := g.Track("v")
+					t.Bytes(1)
+					t.Frame()
+					t.Close()
+					g.Close()
+					offH.PublisherBroadcasts().Subscribe("x").Close()
+					offH.Session("r").Close()
+				}},
+			} {
+				if n := testing.AllocsPerRun(200, tc.f); n > tc.max {
+					t.Errorf("%s: %v allocations, want at most %v", tc.name, n, tc.max)
+				}
+			}
+		})
 	}
 }
 

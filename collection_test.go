@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -71,50 +72,148 @@ func TestGuardClosedDuringPassIsNeverLost(t *testing.T) {
 	}
 }
 
-// A successor created while its collected predecessor's final frame is
-// pending (here, because writing it failed) waits one pass: the frame never
-// carries a key twice, and the predecessor's final counts come before the
-// successor's reset.
-func TestSuccessorWaitsForPredecessorFinalFrame(t *testing.T) {
-	s, o := setup(t)
-	all := frames[Snapshot](t, o, s, moqstats.TrackPublisher)
-	b, _ := o.Lookup(s.Path())
-	h := s.Tier(moqstats.External)
-	old := h.Broadcast("k").PublisherTrack("v")
-	old.Bytes(10)
-	flush(t, s)
-	old.Close()
-	b.SetWriteHook(func(track string, _ []byte) error {
-		if track == moqstats.TrackPublisher {
-			return errors.New("link down")
+// lifetime is a key's lifetime total over the values successive frames
+// showed for it: a decrease starts a new segment, and segments add up.
+func lifetime(vals []uint64) uint64 {
+	var total, last uint64
+	for _, v := range vals {
+		if v < last {
+			total += last
 		}
-		return nil
+		last = v
+	}
+	return total + last
+}
+
+// valuesOf returns the values frames showed for key, through f.
+func valuesOf[V any](frames []map[string]V, key string, f func(V) uint64) []uint64 {
+	var vals []uint64
+	for _, fr := range frames {
+		if v, ok := fr[key]; ok {
+			vals = append(vals, f(v))
+		}
+	}
+	return vals
+}
+
+// retentions runs f with retention on (the default) and off.
+func retentions(t *testing.T, f func(t *testing.T, retention time.Duration)) {
+	for _, r := range []time.Duration{0, moqstats.NoRetention} {
+		t.Run(fmt.Sprint("retention=", r), func(t *testing.T) { f(t, r) })
+	}
+}
+
+// A key re-created while its predecessor's final frame failed to go out
+// continues from it, so Close's one pass publishes everything: a failed
+// write delays counts by a pass and never loses them. (A successor used to
+// wait behind its pending predecessor, and Close's single pass left it
+// unpublished: 10 bytes and 1 session on the wire instead of 13 and 4.)
+func TestFailedWriteNeverLosesASuccessorsCounts(t *testing.T) {
+	retentions(t, func(t *testing.T, retention time.Duration) {
+		o := memorigin.New()
+		s, err := moqstats.New(moqstats.Config{Origin: o, Interval: time.Hour, Retention: retention})
+		if err != nil {
+			t.Fatal(err)
+		}
+		pub := frames[Snapshot](t, o, s, moqstats.TrackPublisher)
+		sess := frames[SessionSnapshot](t, o, s, moqstats.TrackSessions)
+		b, _ := o.Lookup(s.Path())
+		h := s.Tier(moqstats.External)
+
+		g := h.Broadcast("k").PublisherTrack("v")
+		g.Bytes(10)
+		g.Close()
+		h.Session("r").Close()
+		b.SetWriteHook(func(track string, _ []byte) error {
+			if track == moqstats.TrackPublisher || track == moqstats.TrackSessions {
+				return errors.New("link down")
+			}
+			return nil
+		})
+		if err := s.Flush(); err == nil {
+			t.Fatal("Flush with failing tracks returned nil")
+		}
+		b.SetWriteHook(nil)
+		g = h.Broadcast("k").PublisherTrack("v")
+		g.Bytes(3)
+		g.Close()
+		for range 3 {
+			h.Session("r").Close()
+		}
+		if err := s.Close(); err != nil {
+			t.Fatal(err)
+		}
+		all := pub()
+		if got := lifetime(valuesOf(all, "k", func(v Snapshot) uint64 { return v.Bytes })); got != 13 {
+			t.Errorf("k's bytes over every frame add up to %d, want 13; frames %+v", got, all)
+		}
+		allSess := sess()
+		if got := lifetime(valuesOf(allSess, "r", func(v SessionSnapshot) uint64 { return v.Sessions })); got != 4 {
+			t.Errorf("r's sessions over every frame add up to %d, want 4; frames %+v", got, allSess)
+		}
+		if last := all[len(all)-1]["k"]; last != (Snapshot{Subscriptions: 2, SubscriptionsClosed: 2, Bytes: 13}) {
+			t.Errorf("k in the last frame = %+v, want the continued final counts", last)
+		}
 	})
-	if err := s.Flush(); err == nil {
-		t.Fatal("Flush with a failing track returned nil")
-	}
-	// The old entry is collected, its final frame pending: a new guard
-	// creates a successor.
-	succ := h.Broadcast("k").PublisherTrack("v")
-	defer succ.Close()
-	succ.Bytes(3)
-	b.SetWriteHook(nil)
-	flush(t, s)
-	flush(t, s)
-	var got []Snapshot
-	for _, f := range all() {
-		if v, ok := f["k"]; ok {
-			got = append(got, v)
+}
+
+// Under steady churn with one failed pass in ten, every pass after a
+// failed one catches up completely: the frames never fall behind, however
+// many failures came before, and no row waits behind another. With
+// retention each key's last value is its total; without, each collected
+// incarnation's final counts add up to it.
+func TestFailedWritesNeverMakeThePassFallBehind(t *testing.T) {
+	retentions(t, func(t *testing.T, retention time.Duration) {
+		s, o := setupConfig(t, moqstats.Config{Interval: time.Hour, Retention: retention})
+		pub := frames[Snapshot](t, o, s, moqstats.TrackPublisher)
+		b, _ := o.Lookup(s.Path())
+		h := s.Tier(moqstats.External)
+		keys := []string{"a", "b", "c"}
+		bumped, dropped := map[string]uint64{}, map[string]uint64{}
+		defer moqstats.SetHookDropped(func(key string, final *[4]counters.Snapshot) {
+			dropped[key] += final[0].Bytes // the pass runs in this goroutine (Flush)
+		})()
+		var fail atomic.Bool
+		b.SetWriteHook(func(track string, _ []byte) error {
+			if fail.Load() && track == moqstats.TrackPublisher {
+				return errors.New("link down")
+			}
+			return nil
+		})
+		for pass := range 1000 {
+			k := keys[pass%len(keys)]
+			g := h.Broadcast(k).PublisherTrack("v")
+			g.Bytes(uint64(pass + 1))
+			bumped[k] += uint64(pass + 1)
+			g.Close()
+			fail.Store(pass%10 == 9)
+			err := s.Flush()
+			if fail.Load() != (err != nil) {
+				t.Fatalf("pass %d: failing %v, Flush error %v", pass, fail.Load(), err)
+			}
+			if err != nil {
+				continue
+			}
+			last := map[string]uint64{}
+			for _, f := range pub() {
+				for k, v := range f {
+					last[k] = v.Bytes
+				}
+			}
+			for _, k := range keys {
+				got := last[k]
+				if retention < 0 {
+					got = dropped[k]
+				}
+				if got != bumped[k] {
+					t.Fatalf("pass %d: %s's bytes on the wire come to %d, want %d", pass, k, got, bumped[k])
+				}
+			}
+			if n := moqstats.Rows(s); n != 0 {
+				t.Fatalf("pass %d: %d rows held after a clean pass with every guard closed", pass, n)
+			}
 		}
-	}
-	want := []Snapshot{
-		{Subscriptions: 1, Bytes: 10},
-		{Subscriptions: 1, SubscriptionsClosed: 1, Bytes: 10},
-		{Subscriptions: 1, Bytes: 3},
-	}
-	if fmt.Sprint(got) != fmt.Sprint(want) {
-		t.Fatalf("k over frames = %+v, want %+v", got, want)
-	}
+	})
 }
 
 // A BroadcastStats pins nothing: after its entry is collected, opening a
@@ -139,10 +238,15 @@ func TestBroadcastStatsOutlivesItsEntry(t *testing.T) {
 // bumps and sessions from several goroutines against back-to-back passes,
 // checks every frame written for closed <= open, and checks exact totals:
 // for the pinned broadcast in its final frame, and for churned broadcasts
-// over every incarnation the passes collected plus the live one.
+// in the last frame that shows them (with retention, where they continue)
+// or over every incarnation the passes collected (without).
 func TestConcurrentBumpsExactTotalsNeverClosedAboveOpen(t *testing.T) {
+	retentions(t, testConcurrentBumps)
+}
+
+func testConcurrentBumps(t *testing.T, retention time.Duration) {
 	const workers, rounds = 4, 400
-	s, o := setup(t)
+	s, o := setupConfig(t, moqstats.Config{Interval: time.Hour, Retention: retention})
 	pubFrames := frames[Snapshot](t, o, s, moqstats.TrackPublisher)
 	sessFrames := frames[SessionSnapshot](t, o, s, moqstats.TrackSessions)
 	h := s.Tier(moqstats.External)
@@ -210,7 +314,8 @@ func TestConcurrentBumpsExactTotalsNeverClosedAboveOpen(t *testing.T) {
 	flush(t, s)
 	flush(t, s)
 
-	for i, f := range pubFrames() {
+	all := pubFrames()
+	for i, f := range all {
 		for k, v := range f {
 			if v.ClosedAboveOpen() {
 				t.Fatalf("publisher frame %d: %s = %+v shows closed > open", i, k, v)
@@ -233,17 +338,77 @@ func TestConcurrentBumpsExactTotalsNeverClosedAboveOpen(t *testing.T) {
 	}
 	pin.Close()
 
+	want := Snapshot{Subscriptions: rounds, SubscriptionsClosed: rounds, Bytes: 3 * rounds, Frames: rounds}
 	mu.Lock()
 	defer mu.Unlock()
 	for w := range workers {
 		key := fmt.Sprint("churn/", w)
+		if retention >= 0 {
+			var last Snapshot
+			for _, f := range all {
+				if v, ok := f[key]; ok {
+					if v.Bytes < last.Bytes {
+						t.Errorf("%s went back within retention: %+v after %+v", key, v, last)
+					}
+					last = v
+				}
+			}
+			if last != want {
+				t.Errorf("%s last emitted = %+v, want %+v", key, last, want)
+			}
+			continue
+		}
 		got := collected[key]
-		want := counters.Snapshot{Subscriptions: rounds, SubscriptionsClosed: rounds, Bytes: 3 * rounds, Frames: rounds}
-		if got != want {
-			t.Errorf("%s summed over collected incarnations = %+v, want %+v", key, got, want)
+		if w := (counters.Snapshot{Subscriptions: want.Subscriptions, SubscriptionsClosed: want.SubscriptionsClosed, Bytes: want.Bytes, Frames: want.Frames}); got != w {
+			t.Errorf("%s summed over collected incarnations = %+v, want %+v", key, got, w)
 		}
 	}
 	if moqstats.Entries(s) != 1 { // hot, unpinned only now
 		t.Fatalf("%d live entries after every churned guard closed, want 1", moqstats.Entries(s))
+	}
+}
+
+// A new entry is on the pass's list before any other goroutine can find
+// it. Here its creator is paused between the map store and publication
+// while another goroutine opens a guard on it, bumps 100 bytes and closes,
+// and Stats.Close runs its final pass: the 100 bytes are on the wire.
+// (The entry used to be pushed after the store, so that pass missed it.)
+func TestEntryFoundBeforeItsCreatorReturnsIsNeverLost(t *testing.T) {
+	o := memorigin.New()
+	s, err := moqstats.New(moqstats.Config{Origin: o, Interval: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub := frames[Snapshot](t, o, s, moqstats.TrackPublisher)
+	h := s.Tier(moqstats.External)
+	paused, resume := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	defer moqstats.SetHookPublish(func(key string) {
+		if key == "k" {
+			once.Do(func() { close(paused); <-resume })
+		}
+	})()
+	created := make(chan struct{})
+	go func() {
+		defer close(created)
+		h.Broadcast("k") // the creator: paused inside
+	}()
+	<-paused
+	tr := h.Broadcast("k").PublisherTrack("v") // finds the stored entry
+	tr.Bytes(100)
+	tr.Close()
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	close(resume)
+	<-created
+	var got Snapshot
+	for _, f := range pub() {
+		if v, ok := f["k"]; ok {
+			got = v
+		}
+	}
+	if want := (Snapshot{Subscriptions: 1, SubscriptionsClosed: 1, Bytes: 100}); got != want {
+		t.Fatalf("k on the wire = %+v, want %+v", got, want)
 	}
 }

@@ -12,9 +12,22 @@ import (
 
 // Defaults applied by New to zero Config fields.
 const (
-	DefaultPrefix   = ".stats"
-	DefaultInterval = time.Second
+	DefaultPrefix     = ".stats"
+	DefaultInterval   = time.Second
+	DefaultRetention  = 5 * time.Minute
+	DefaultMaxEntries = 65536
+	DefaultMaxPathLen = 1024
 )
+
+// NoRetention, as Config.Retention, turns retention off: a collected
+// broadcast or root that comes back starts from zero, as in moq-net.
+const NoRetention time.Duration = -1
+
+// OverflowKey is the key that traffic past Config.MaxEntries or
+// Config.MaxPathLen is folded into, on every track. No normalized path or
+// root can equal it (normalized paths never start with '/'), so it never
+// mixes with a real key.
+const OverflowKey = "/overflow"
 
 // Track names, in the order Origin.Publish receives them.
 const (
@@ -54,9 +67,36 @@ type Config struct {
 	// Interval is the time between passes; 0 means one second. Negative
 	// is an error.
 	Interval time.Duration
-	// Logger receives write failures from the background passes; nil
-	// means slog.Default() at the time New runs.
+	// Logger receives write failures from the background passes, guards
+	// reclaimed without Close and keys folded into OverflowKey (the last
+	// two at most once a second each); nil means slog.Default() at the
+	// time New runs.
 	Logger *slog.Logger
+
+	// Retention is how long the final counts of a collected broadcast
+	// slot, or session root, are kept: a path or root that comes back
+	// within it continues from them, so a counter a frame shows for a key
+	// never goes back while it is retained. 0 means DefaultRetention;
+	// NoRetention (any negative value) keeps nothing. Retained keys are
+	// not in frames; each costs about 100 bytes plus its key, and 72 per
+	// slot used (no shards, no padding). They count against MaxEntries.
+	Retention time.Duration
+	// MaxEntries caps the distinct broadcast paths held, live or
+	// retained, and the session roots held per tier; 0 means
+	// DefaultMaxEntries, negative is an error. A new key at the cap first
+	// evicts the oldest retained one; with none, its traffic is folded
+	// into OverflowKey, so totals stay exact while frames stay bounded.
+	MaxEntries int
+	// MaxPathLen caps the length in bytes of a path or root, after
+	// normalization; 0 means DefaultMaxPathLen, negative is an error.
+	// Longer ones are folded into OverflowKey.
+	MaxPathLen int
+	// DisableLeakCheck turns off reclaiming guards that are dropped
+	// without Close. By default a guard that becomes unreachable while
+	// open is closed by the garbage collector (runtime.AddCleanup), counted
+	// in Stats.Leaked and logged; that costs on guard open and close,
+	// never on a bump. Relays that close every guard may turn it off.
+	DisableLeakCheck bool
 }
 
 // ErrInvalidConfig is wrapped by every configuration error New returns.
@@ -67,14 +107,26 @@ var ErrClosed = errors.New("moqstats: stats closed")
 
 // settings are a Config after defaults and normalization.
 type settings struct {
-	prefix   string
-	path     string // advertised path
-	interval time.Duration
-	log      *slog.Logger
+	prefix     string
+	path       string // advertised path
+	interval   time.Duration
+	log        *slog.Logger
+	retention  time.Duration // <= 0: none
+	maxEntries int
+	maxPathLen int
+	leakCheck  bool
 }
 
 func (c *Config) settings() (settings, error) {
-	s := settings{prefix: DefaultPrefix, interval: DefaultInterval, log: c.Logger}
+	s := settings{
+		prefix:     DefaultPrefix,
+		interval:   DefaultInterval,
+		log:        c.Logger,
+		retention:  DefaultRetention,
+		maxEntries: DefaultMaxEntries,
+		maxPathLen: DefaultMaxPathLen,
+		leakCheck:  !c.DisableLeakCheck,
+	}
 	if c.Prefix != "" {
 		s.prefix = moqpath.Normalize(c.Prefix)
 		if s.prefix == "" {
@@ -86,6 +138,21 @@ func (c *Config) settings() (settings, error) {
 		return s, fmt.Errorf("%w: negative Interval %v", ErrInvalidConfig, c.Interval)
 	case c.Interval > 0:
 		s.interval = c.Interval
+	}
+	if c.Retention != 0 {
+		s.retention = c.Retention
+	}
+	switch {
+	case c.MaxEntries < 0:
+		return s, fmt.Errorf("%w: negative MaxEntries %d", ErrInvalidConfig, c.MaxEntries)
+	case c.MaxEntries > 0:
+		s.maxEntries = c.MaxEntries
+	}
+	switch {
+	case c.MaxPathLen < 0:
+		return s, fmt.Errorf("%w: negative MaxPathLen %d", ErrInvalidConfig, c.MaxPathLen)
+	case c.MaxPathLen > 0:
+		s.maxPathLen = c.MaxPathLen
 	}
 	if s.log == nil {
 		s.log = slog.Default()

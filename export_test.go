@@ -1,6 +1,7 @@
 package moqstats
 
 import (
+	"time"
 	"unsafe"
 
 	"github.com/moqstats/moqstats/counters"
@@ -41,6 +42,24 @@ func Entries(s *Stats) int { return s.broadcasts.Len() }
 // Rows returns the number of broadcast rows the pass still holds,
 // collected ones awaiting their final frame included.
 func Rows(s *Stats) int { return len(s.broadcasts.Rows()) }
+
+// Held and Kept return how many broadcast entries are held against
+// MaxEntries and how many of them are retained; SessionsHeld is Held for
+// tier t's session roots.
+func Held(s *Stats) int                 { return s.broadcasts.Held() }
+func Kept(s *Stats) int                 { return s.broadcasts.Kept() }
+func SessionsHeld(s *Stats, t Tier) int { return s.sessions[t].Held() }
+
+// SetClock replaces the clock passes read retention time from. Call it
+// before any pass can run concurrently.
+func SetClock(s *Stats, now func() time.Duration) { s.clock = now }
+
+// SetHookPublish installs f to run in a goroutine creating an entry,
+// between the map store that makes it visible and its publication.
+func SetHookPublish(f func(key string)) (restore func()) {
+	registry.SetTestHookPublish(f)
+	return func() { registry.SetTestHookPublish(nil) }
+}
 
 // SessionRaw reads root's live session gauge on tier t.
 func SessionRaw(s *Stats, t Tier, root string) (snap counters.SessionSnapshot, ok bool) {

@@ -1,42 +1,108 @@
 package moqstats
 
 import (
+	"runtime"
 	"sync/atomic"
 
 	"github.com/moqstats/moqstats/counters"
-	"github.com/moqstats/moqstats/internal/registry"
 	"github.com/moqstats/moqstats/shard"
 )
+
+// Guards, and the reclaim of guards dropped without Close.
+//
+// # Leak check
+//
+// Go has no destructors, and a relay that forgets a guard's Close would pin
+// its entry forever and leave it live in every frame. So, unless
+// Config.DisableLeakCheck is set, every guard registers a cleanup with
+// runtime.AddCleanup when it opens: if the guard becomes unreachable while
+// open, the garbage collector runs the cleanup, which makes the guard's
+// closing bumps and unpins exactly as Close would, counts the reclaim in
+// Stats.Leaked and logs it. The cleanup's argument holds what it needs to
+// close (the counters, never the guard), so it does not keep the guard
+// reachable. Close stops the cleanup first: Close holds the guard, so the
+// cleanup cannot have been queued yet, and once stopped it never runs, so
+// a guard is closed once, by Close or by its cleanup, never both. The cost
+// is on guard open and close; bumps do not change.
+
+// guardKind names a guard type in leak logs.
+type guardKind uint8
+
+const (
+	trackGuard guardKind = iota
+	broadcastGuard
+	subscriptionGuard
+	sessionGuard
+)
+
+func (k guardKind) String() string {
+	return [...]string{"TrackGuard", "BroadcastGuard", "SubscriptionGuard", "SessionGuard"}[k]
+}
+
+// reclaimed records a guard closed by its cleanup.
+func (s *Stats) reclaimed(kind guardKind, key string) {
+	n := s.leaks.Add(1)
+	if ok, suppressed := s.leakLog.allow(); ok {
+		s.log.Warn("moqstats: guard dropped without Close; closed by the garbage collector",
+			"guard", kind.String(), "key", logKey(key), "leaked", n, "suppressed", suppressed)
+	}
+}
 
 // BroadcastGuard is an open broadcast (announce) on one role and tier. It
 // pins the broadcast's counters until Close. Methods on a nil guard are
 // no-ops.
 type BroadcastGuard struct {
-	sl     *slot // pinned until Close
-	closed atomic.Bool
+	s       *Stats
+	sl      *slot // pinned until Close
+	closed  atomic.Bool
+	cleanup runtime.Cleanup // zero without the leak check
+}
+
+// broadcastLeak is what a dropped BroadcastGuard's cleanup closes.
+type broadcastLeak struct {
+	s  *Stats
+	sl *slot
+}
+
+func newBroadcastGuard(s *Stats, sl *slot) *BroadcastGuard {
+	g := &BroadcastGuard{s: s, sl: sl}
+	if s.leakCheck {
+		g.cleanup = runtime.AddCleanup(g, reclaimBroadcast, broadcastLeak{s, sl})
+	}
+	return g
+}
+
+func reclaimBroadcast(l broadcastLeak) {
+	closeBroadcastSlot(l.sl)
+	l.s.reclaimed(broadcastGuard, l.sl.entry.Key())
+}
+
+func closeBroadcastSlot(sl *slot) {
+	sl.Add(counters.AnnouncedClosed, 1)
+	sl.Add(counters.Pins, counters.Unpin) // after the close: see TrackGuard.Close
 }
 
 // Track opens a track guard on the same broadcast, role and tier: it bumps
 // subscriptions now and subscriptions_closed on Close. name is not
-// recorded. It returns nil once the broadcast guard is closed.
+// recorded. It returns nil once the broadcast guard or the Stats is
+// closed.
 func (g *BroadcastGuard) Track(name string) *TrackGuard {
-	if g == nil || g.closed.Load() {
+	if g == nil || g.closed.Load() || g.s.closed.Load() {
 		return nil
 	}
-	if t := new(TrackGuard); t.open(g.sl) {
-		return t
-	}
-	return nil // g closed meanwhile and the broadcast was collected
+	return openTrack(g.s, g.sl)
 }
 
 // Close bumps announced_closed and unpins the broadcast. Only the first
 // call has an effect.
 func (g *BroadcastGuard) Close() {
-	if g == nil || !g.closed.CompareAndSwap(false, true) {
+	if g == nil {
 		return
 	}
-	g.sl.Add(counters.AnnouncedClosed, 1)
-	g.sl.Add(counters.Pins, counters.Unpin) // after the close: see TrackGuard.Close
+	g.cleanup.Stop()
+	if g.closed.CompareAndSwap(false, true) {
+		closeBroadcastSlot(g.sl)
+	}
 }
 
 // TrackGuard is an open track subscription on one broadcast, role and
@@ -46,24 +112,44 @@ func (g *BroadcastGuard) Close() {
 type TrackGuard struct {
 	// lane is where bumps land; detached (nil cell) once closed, which
 	// is what drops later bumps and makes Close idempotent.
-	lane shard.Lane
-	sl   *slot // its entry pinned until Close
+	lane    shard.Lane
+	sl      *slot           // its entry pinned until Close
+	cleanup runtime.Cleanup // zero without the leak check
 }
 
-// open opens t, a new guard, on sl: it attaches the lane, counts the pin
-// in the lane's cell and bumps subscriptions there, so a busy broadcast's
-// guards open and close without sharing a cache line. It reports false,
-// leaving t detached, when sl's entry was collected (package registry:
-// pin first, then check).
-func (t *TrackGuard) open(sl *slot) bool {
-	t.sl = sl
-	sl.Attach(&t.lane)
-	if !pinOn(&t.lane, counters.Pins, sl.state) {
+// trackLeak is what a dropped TrackGuard's cleanup closes: the cell its
+// lane attached to, in which it opened.
+type trackLeak struct {
+	s    *Stats
+	sl   *slot
+	cell *shard.Cell
+}
+
+// openTrack opens a track guard on sl, or returns nil when sl's entry was
+// collected meanwhile (the caller moves on to its successor).
+//
+// It attaches the lane, counts the pin in the lane's cell and bumps
+// subscriptions there, so a busy broadcast's guards open and close without
+// sharing a cache line (package registry: pin first, then check).
+func openTrack(s *Stats, sl *slot) *TrackGuard {
+	t := &TrackGuard{sl: sl}
+	cell := sl.Attach(&t.lane)
+	if !pinOn(&t.lane, counters.Pins, &sl.entry.State) {
 		sl.Detach(&t.lane)
-		return false
+		return nil
 	}
 	t.lane.Add(counters.Subscriptions, 1)
-	return true
+	if s.leakCheck {
+		t.cleanup = runtime.AddCleanup(t, reclaimTrack, trackLeak{s, sl, cell})
+	}
+	return t
+}
+
+func reclaimTrack(l trackLeak) {
+	l.cell[counters.SubscriptionsClosed].Add(1)
+	l.cell[counters.Pins].Add(counters.Unpin)
+	l.sl.Abandon(l.cell) // after the last bumps in it
+	l.s.reclaimed(trackGuard, l.sl.entry.Key())
 }
 
 // Bytes bumps bytes by n.
@@ -97,6 +183,7 @@ func (t *TrackGuard) Close() {
 	if t == nil {
 		return
 	}
+	t.cleanup.Stop()
 	if cell := t.sl.Detach(&t.lane); cell != nil {
 		cell[counters.SubscriptionsClosed].Add(1)
 		// Unpin last: a pass that sees the pin gone then sees the close.
@@ -107,16 +194,42 @@ func (t *TrackGuard) Close() {
 // SessionGuard is a connected session under an auth root on one tier.
 // Methods on a nil guard are no-ops.
 type SessionGuard struct {
-	e      *registry.Entry[sessionEntry]
-	closed atomic.Bool
+	e       *sEntry
+	closed  atomic.Bool
+	cleanup runtime.Cleanup // zero without the leak check
+}
+
+type sessionLeak struct {
+	s *Stats
+	e *sEntry
+}
+
+func newSessionGuard(s *Stats, e *sEntry) *SessionGuard {
+	g := &SessionGuard{e: e}
+	if s.leakCheck {
+		g.cleanup = runtime.AddCleanup(g, reclaimSession, sessionLeak{s, e})
+	}
+	return g
+}
+
+func reclaimSession(l sessionLeak) {
+	closeSession(l.e)
+	l.s.reclaimed(sessionGuard, l.e.Key())
+}
+
+func closeSession(e *sEntry) {
+	e.Value.gauge.Add(counters.SessionsClosed, 1)
+	e.Value.gauge.Add(counters.SessionPins, counters.Unpin)
 }
 
 // Close bumps sessions_closed and unpins the root. Only the first call has
 // an effect.
 func (g *SessionGuard) Close() {
-	if g == nil || !g.closed.CompareAndSwap(false, true) {
+	if g == nil {
 		return
 	}
-	g.e.Value.gauge.Add(counters.SessionsClosed, 1)
-	g.e.Value.gauge.Add(counters.SessionPins, counters.Unpin)
+	g.cleanup.Stop()
+	if g.closed.CompareAndSwap(false, true) {
+		closeSession(g.e)
+	}
 }

@@ -5,7 +5,6 @@ import (
 
 	"github.com/moqstats/moqstats/counters"
 	"github.com/moqstats/moqstats/internal/moqpath"
-	"github.com/moqstats/moqstats/internal/registry"
 )
 
 // Tier distinguishes traffic classes so one Stats can record customer
@@ -72,7 +71,42 @@ func (h Handle) Broadcast(path string) BroadcastStats {
 	if moqpath.HasPrefix(key, s.prefix) {
 		return BroadcastStats{}
 	}
-	return BroadcastStats{s: s, e: s.broadcasts.Lookup(key), tier: h.tier}
+	return BroadcastStats{s: s, e: s.broadcastFor(key), tier: h.tier}
+}
+
+// broadcastFor returns the entry for a normalized path: its own, or the
+// overflow entry when the path is longer than MaxPathLen or the entries
+// are at MaxEntries.
+func (s *Stats) broadcastFor(key string) *bEntry {
+	if len(key) > s.maxPathLen {
+		s.logOverflow(key, "MaxPathLen")
+		return s.broadcasts.Fold()
+	}
+	e := s.broadcasts.Lookup(key)
+	if e.Key() == OverflowKey {
+		s.logOverflow(key, "MaxEntries")
+	}
+	return e
+}
+
+// sessionFor is broadcastFor for an auth root on tier t.
+func (s *Stats) sessionFor(t Tier, root string) *sEntry {
+	if len(root) > s.maxPathLen {
+		s.logOverflow(root, "MaxPathLen")
+		return s.sessions[t].Fold()
+	}
+	e := s.sessions[t].Lookup(root)
+	if e.Key() == OverflowKey {
+		s.logOverflow(root, "MaxEntries")
+	}
+	return e
+}
+
+func (s *Stats) logOverflow(key, limit string) {
+	if ok, suppressed := s.overflowLg.allow(); ok {
+		s.log.Warn("moqstats: key folded into the overflow key", "key", logKey(key), "limit", limit,
+			"overflow_key", OverflowKey, "overflowed", s.Overflowed(), "suppressed", suppressed)
+	}
 }
 
 // PublisherBroadcasts returns a tracker for one session's egress
@@ -102,16 +136,17 @@ func (h Handle) Session(root string) *SessionGuard {
 		return nil
 	}
 	// Roots are auth scopes, never stats paths: no cycle filter.
-	e := s.sessions[h.tier].Pin(moqpath.Normalize(root), nil, pinSession)
+	e := s.sessionFor(h.tier, moqpath.Normalize(root))
+	e = s.sessions[h.tier].Pin(e.Key(), e, pinSession)
 	e.Value.gauge.Add(counters.Sessions, 1)
-	return &SessionGuard{e: e}
+	return newSessionGuard(s, e)
 }
 
 // BroadcastStats is a per-broadcast, tier-scoped view: open guards from it.
 // It is a small value and pins nothing; the zero BroadcastStats is empty.
 type BroadcastStats struct {
 	s    *Stats
-	e    *registry.Entry[broadcastEntry] // unpinned: may have been collected
+	e    *bEntry // unpinned: may have been collected
 	tier Tier
 }
 
@@ -136,12 +171,12 @@ func (b BroadcastStats) open(r role) *BroadcastGuard {
 	// b.e pins nothing and may have been collected since: Pin moves on to
 	// its successor if so.
 	var sl *slot
-	b.s.broadcasts.Pin(b.e.Key(), b.e, func(e *registry.Entry[broadcastEntry]) bool {
+	b.s.broadcasts.Pin(b.e.Key(), b.e, func(e *bEntry) bool {
 		sl = slotOf(e, slotIndex(b.tier, r))
 		return sl.pin()
 	})
 	sl.Add(counters.Announced, 1)
-	return &BroadcastGuard{sl: sl}
+	return newBroadcastGuard(b.s, sl)
 }
 
 // PublisherTrack opens a publisher track guard without a broadcast guard,
@@ -157,9 +192,10 @@ func (b BroadcastStats) track(r role) *TrackGuard {
 	if !b.live() {
 		return nil
 	}
-	t := new(TrackGuard)
-	b.s.broadcasts.Pin(b.e.Key(), b.e, func(e *registry.Entry[broadcastEntry]) bool {
-		return t.open(slotOf(e, slotIndex(b.tier, r)))
+	var t *TrackGuard
+	b.s.broadcasts.Pin(b.e.Key(), b.e, func(e *bEntry) bool {
+		t = openTrack(b.s, slotOf(e, slotIndex(b.tier, r)))
+		return t != nil
 	})
 	return t
 }

@@ -420,3 +420,129 @@ func TestPassesNeverOverlap(t *testing.T) {
 		t.Fatalf("%d writes ran while another pass was writing", n)
 	}
 }
+
+// After Stats.Close, an open broadcast guard hands out no new track guard,
+// and Enabled reports false; Path stays.
+func TestNoNewGuardsAndNotEnabledAfterClose(t *testing.T) {
+	o := memorigin.New()
+	s, err := moqstats.New(moqstats.Config{Origin: o, Interval: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := s.Tier(moqstats.External).Broadcast("b").Publisher()
+	defer g.Close()
+	if !s.Enabled() {
+		t.Fatal("Enabled() = false before Close")
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if tr := g.Track("v"); tr != nil {
+		t.Fatalf("BroadcastGuard.Track after Stats.Close = %v, want nil", tr)
+	}
+	if s.Enabled() {
+		t.Fatal("Enabled() = true after Close")
+	}
+	if s.Path() != ".stats/node" {
+		t.Fatalf("Path() after Close = %q, want it kept", s.Path())
+	}
+	if h := s.Tier(moqstats.External); !h.Broadcast("b").IsEmpty() {
+		t.Fatal("a handle taken after Close is not a no-op")
+	}
+}
+
+// A second Close called while the first is in its final pass returns only
+// once the final frames are written.
+func TestSecondCloseWaitsForTheFinalFrames(t *testing.T) {
+	o := memorigin.New()
+	s, err := moqstats.New(moqstats.Config{Origin: o, Interval: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub := frames[Snapshot](t, o, s, moqstats.TrackPublisher)
+	tr := s.Tier(moqstats.External).Broadcast("b").PublisherTrack("v")
+	tr.Bytes(5)
+	inFinal, release := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	defer moqstats.SetHookDuringPass(func() {
+		once.Do(func() { close(inFinal); <-release })
+	})()
+	first := make(chan error)
+	go func() { first <- s.Close() }()
+	<-inFinal
+	second := make(chan bool)
+	go func() {
+		s.Close()
+		written := false
+		for _, f := range pub() {
+			written = written || f["b"].Bytes == 5
+		}
+		second <- written
+	}()
+	time.Sleep(20 * time.Millisecond) // give a second Close that does not wait the time to return
+	close(release)
+	if err := <-first; err != nil {
+		t.Fatal(err)
+	}
+	if !<-second {
+		t.Fatal("the second Close returned before the final frames were written")
+	}
+	tr.Close()
+}
+
+// An Origin whose WriteFrame panics does not take the pass down: the panic
+// is the pass's error, and the frame goes out on the next pass.
+func TestOriginPanickingInWriteFrameIsAnErrorAndRetried(t *testing.T) {
+	s, o := setup(t)
+	b, _ := o.Lookup(s.Path())
+	var panicking atomic.Bool
+	b.SetWriteHook(func(track string, _ []byte) error {
+		if panicking.Load() && track == moqstats.TrackPublisher {
+			panic("relay bug")
+		}
+		return nil
+	})
+	tr := s.Tier(moqstats.External).Broadcast("p").PublisherTrack("v")
+	tr.Bytes(3)
+	tr.Close()
+	panicking.Store(true)
+	err := s.Flush()
+	if !errors.Is(err, moqstats.ErrOriginPanicked) || !strings.Contains(err.Error(), "relay bug") || !strings.Contains(err.Error(), moqstats.TrackPublisher) {
+		t.Fatalf("Flush with a panicking WriteFrame = %v, want ErrOriginPanicked naming the track and the panic", err)
+	}
+	panicking.Store(false)
+	flush(t, s)
+	if got := readFrame(t, o, s, moqstats.TrackPublisher)["p"]; got != (Snapshot{Subscriptions: 1, SubscriptionsClosed: 1, Bytes: 3}) {
+		t.Fatalf("p after the retry = %+v, want its final counts", got)
+	}
+}
+
+type panickingOrigin struct{}
+
+func (panickingOrigin) Publish(string, []string) (moqstats.Broadcast, error) { panic("no") }
+
+func TestOriginPanickingInPublishIsAnError(t *testing.T) {
+	s, err := moqstats.New(moqstats.Config{Origin: panickingOrigin{}})
+	if s != nil || !errors.Is(err, moqstats.ErrOriginPanicked) {
+		t.Fatalf("New = %v, %v; want ErrOriginPanicked", s, err)
+	}
+}
+
+// Errors name each layer once: a duplicate Publish on memorigin.
+func TestErrorsDoNotRepeatTheirPrefix(t *testing.T) {
+	o := memorigin.New()
+	s, err := moqstats.New(moqstats.Config{Origin: o, Interval: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	_, err = moqstats.New(moqstats.Config{Origin: o})
+	if !errors.Is(err, memorigin.ErrDuplicate) {
+		t.Fatalf("second New on one path = %v, want ErrDuplicate", err)
+	}
+	for _, prefix := range []string{"moqstats:", "memorigin:"} {
+		if n := strings.Count(err.Error(), prefix); n != 1 {
+			t.Errorf("%q appears %d times in %q, want once", prefix, n, err)
+		}
+	}
+}

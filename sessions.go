@@ -1,12 +1,12 @@
 package moqstats
 
 import (
+	"runtime"
 	"sync"
 	"sync/atomic"
 
 	"github.com/moqstats/moqstats/counters"
 	"github.com/moqstats/moqstats/internal/moqpath"
-	"github.com/moqstats/moqstats/internal/registry"
 )
 
 // SessionBroadcasts turns one peer session's subscriptions into the
@@ -51,35 +51,59 @@ func (sb *SessionBroadcasts) Subscribe(path string) *SubscriptionGuard {
 	sub := sb.subs[key]
 	if sub == nil {
 		var sl *slot
-		e := sb.s.broadcasts.Pin(key, nil, func(e *registry.Entry[broadcastEntry]) bool {
+		e := sb.s.broadcastFor(key)
+		sb.s.broadcasts.Pin(e.Key(), e, func(e *bEntry) bool {
 			sl = slotOf(e, sb.slot)
 			return sl.pin()
 		})
 		// Under mu, so this session's first-open and last-close bumps are
 		// ordered, and broadcasts_closed never overtakes broadcasts.
 		sl.Add(counters.Broadcasts, 1)
-		sub = &subscription{key: e.Key(), sl: sl}
+		sub = &subscription{key: key, sl: sl}
 		sb.subs[key] = sub
 	}
 	sub.n++
-	return &SubscriptionGuard{sb: sb, sub: sub}
+	g := &SubscriptionGuard{sb: sb, sub: sub}
+	if sb.s.leakCheck {
+		g.cleanup = runtime.AddCleanup(g, reclaimSubscription, subscriptionLeak{sb, sub})
+	}
+	return g
 }
 
 // SubscriptionGuard is one live subscription of a session to a broadcast.
 // Methods on a nil guard are no-ops.
 type SubscriptionGuard struct {
-	sb     *SessionBroadcasts
-	sub    *subscription
-	closed atomic.Bool
+	sb      *SessionBroadcasts
+	sub     *subscription
+	closed  atomic.Bool
+	cleanup runtime.Cleanup // zero without the leak check
+}
+
+// subscriptionLeak is what a dropped SubscriptionGuard's cleanup releases.
+type subscriptionLeak struct {
+	sb  *SessionBroadcasts
+	sub *subscription
+}
+
+func reclaimSubscription(l subscriptionLeak) {
+	l.sb.release(l.sub)
+	l.sb.s.reclaimed(subscriptionGuard, l.sub.key)
 }
 
 // Close releases the subscription; when it was the session's last to the
 // broadcast, it bumps broadcasts_closed. Only the first call has an effect.
 func (g *SubscriptionGuard) Close() {
-	if g == nil || !g.closed.CompareAndSwap(false, true) {
+	if g == nil {
 		return
 	}
-	sb, sub := g.sb, g.sub
+	g.cleanup.Stop()
+	if g.closed.CompareAndSwap(false, true) {
+		g.sb.release(g.sub)
+	}
+}
+
+// release drops one of sub's live guards.
+func (sb *SessionBroadcasts) release(sub *subscription) {
 	sb.mu.Lock()
 	defer sb.mu.Unlock()
 	sub.n--

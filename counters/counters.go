@@ -1,6 +1,10 @@
 package counters
 
-import "github.com/moqstats/moqstats/shard"
+import (
+	"math/bits"
+
+	"github.com/moqstats/moqstats/shard"
+)
 
 // Indexes of the nine counters of a slot, in wire order.
 const (
@@ -46,8 +50,12 @@ type Counters struct{ set shard.Set }
 // Hot callers bump through an attached lane instead.
 func (c *Counters) Add(i int, n uint64) { c.set.Add(i, n) }
 
-// Attach attaches lane l to these counters; see shard.Set.Attach.
-func (c *Counters) Attach(l *shard.Lane) { c.set.Attach(l) }
+// Attach attaches lane l to these counters and returns its cell; see
+// shard.Set.Attach.
+func (c *Counters) Attach(l *shard.Lane) *shard.Cell { return c.set.Attach(l) }
+
+// Abandon gives up a lane whose owner is gone; see shard.Set.Abandon.
+func (c *Counters) Abandon(cell *shard.Cell) { c.set.Abandon(cell) }
 
 // Detach detaches l and returns the cell it was attached to (nil if it
 // was not), for the guard's closing bump.
@@ -55,6 +63,35 @@ func (c *Counters) Detach(l *shard.Lane) *shard.Cell { return c.set.Detach(l) }
 
 // Repin moves l to the cell of the P it runs on now.
 func (c *Counters) Repin(l *shard.Lane) { c.set.Repin(l) }
+
+// Continue adds from's counts to c: for counters that continue those of a
+// collected slot. Open counters are added before closed ones, so a
+// concurrent Read, which sums closed counters first, still never sees
+// closed > open.
+func (c *Counters) Continue(from Snapshot) {
+	v := [shard.Width]uint64{
+		Announced:           from.Announced,
+		AnnouncedClosed:     from.AnnouncedClosed,
+		Broadcasts:          from.Broadcasts,
+		BroadcastsClosed:    from.BroadcastsClosed,
+		Subscriptions:       from.Subscriptions,
+		SubscriptionsClosed: from.SubscriptionsClosed,
+		Bytes:               from.Bytes,
+		Frames:              from.Frames,
+		Groups:              from.Groups,
+	}
+	addMasked(&c.set, &v, openMask)
+	addMasked(&c.set, &v, closedMask)
+}
+
+// addMasked adds v[i] to counter i of s for every bit i set in mask.
+func addMasked(s *shard.Set, v *[shard.Width]uint64, mask uint16) {
+	for m := mask; m != 0; m &= m - 1 {
+		if i := bits.TrailingZeros16(m); v[i] != 0 {
+			s.Add(i, v[i])
+		}
+	}
+}
 
 // Pinned reports whether any guard pins the slot: whether the pin
 // counters sum to nonzero over all cells.
@@ -123,6 +160,14 @@ type Gauge struct{ set shard.Set }
 
 // Add adds n to counter i (Sessions, SessionsClosed or SessionPins).
 func (g *Gauge) Add(i int, n uint64) { g.set.Add(i, n) }
+
+// Continue adds from's counts to g, Sessions before SessionsClosed: see
+// Counters.Continue.
+func (g *Gauge) Continue(from SessionSnapshot) {
+	v := [shard.Width]uint64{Sessions: from.Sessions, SessionsClosed: from.SessionsClosed}
+	addMasked(&g.set, &v, 1<<Sessions)
+	addMasked(&g.set, &v, 1<<SessionsClosed)
+}
 
 // Pinned reports whether any session guard pins the gauge.
 func (g *Gauge) Pinned() bool { return pinned(&g.set, SessionPins) }

@@ -15,15 +15,15 @@ import (
 var (
 	// ErrDuplicate is returned by Publish when a broadcast is already
 	// announced at the path.
-	ErrDuplicate = errors.New("memorigin: path already announced")
+	ErrDuplicate = errors.New("path already announced")
 	// ErrNotFound is returned by Subscribe when the path is not announced or
 	// the broadcast has no such track.
-	ErrNotFound = errors.New("memorigin: not found")
+	ErrNotFound = errors.New("not found")
 	// ErrClosed is returned by WriteFrame and Close on a closed broadcast.
-	ErrClosed = errors.New("memorigin: broadcast closed")
+	ErrClosed = errors.New("broadcast closed")
 	// ErrUnknownTrack is returned by WriteFrame for a track the broadcast was
 	// not published with.
-	ErrUnknownTrack = errors.New("memorigin: unknown track")
+	ErrUnknownTrack = errors.New("unknown track")
 )
 
 var (

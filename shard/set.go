@@ -107,15 +107,16 @@ func (l *Lane) Add(i int, n uint64) {
 // other lane gets a cell of its own P (purego: a cell at random),
 // inflating the set on first need; once inflated, every lane does, so
 // lanes opening and closing on a busy set never touch a shared line for
-// base.
-func (s *Set) Attach(l *Lane) {
+// base. It returns the cell l attached to.
+func (s *Set) Attach(l *Lane) *Cell {
 	// Loads first: a compare-and-swap that fails still takes the line
 	// exclusively.
-	if s.table.Load() == nil && !s.baseTaken.Load() && s.baseTaken.CompareAndSwap(false, true) {
-		l.c = unsafe.Pointer(&s.base)
-		return
+	c := &s.base
+	if s.table.Load() != nil || s.baseTaken.Load() || !s.baseTaken.CompareAndSwap(false, true) {
+		c = s.laneCell()
 	}
-	l.c = unsafe.Pointer(s.laneCell())
+	l.c = unsafe.Pointer(c)
+	return c
 }
 
 // Detach detaches l from s and returns the cell it was attached to, nil
@@ -128,6 +129,16 @@ func (s *Set) Detach(l *Lane) *Cell {
 		s.baseTaken.Store(false)
 	}
 	return c
+}
+
+// Abandon gives up a lane that will never be detached because its owner
+// is gone (garbage collected with the lane attached): c is the cell Attach
+// returned for it. Only base is held by one lane; per-P cells are shared
+// and need nothing. The owner's last bumps may go to c before Abandon.
+func (s *Set) Abandon(c *Cell) {
+	if c == &s.base {
+		s.baseTaken.Store(false)
+	}
 }
 
 // Repin moves an attached lane of an inflated set to the cell of the P it

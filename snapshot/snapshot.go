@@ -32,20 +32,21 @@
 // live, so it was live, with this value, when that value reached the wire,
 // and every frame written since carried it; the keys are thus the last
 // frame's, with the same values.) When Changed reports true the caller asks
-// Unchanged, which catches the one case the values cannot: a re-created key
-// whose new counters equal its predecessor's last ones. That needs a byte
-// comparison only when no changed key had a value on the wire before; a
-// changed key that had one was in the last frame with it, so the bytes
-// differ. Track-latest semantics still give late subscribers the last
-// frame.
+// Unchanged, which catches the one case the values cannot: a key
+// re-created from zero whose new counters equal its predecessor's last
+// ones. That needs a byte comparison only when no changed key had a
+// nonzero value on the wire before; a changed key that had one was either
+// in the last frame with it, or (a retained key coming back) in no frame
+// since, so the bytes differ. Track-latest semantics still give late
+// subscribers the last frame.
 //
-// # Incarnations
+// # One row per key
 //
-// A collected entry and its successor (the same key, re-created) may both
-// be offered in one tick. The older one is offered first; if it is in the
-// frame, the successor waits for the next tick, so the frame has each key
-// once and a consumer sees the old incarnation's final counts before the
-// new one's reset.
+// Rows come in key order, each key once. A key whose entry was collected
+// and re-created continues: the caller (package registry) moves the old
+// entry's counts and Emitted into the new one, so a track sees one key
+// whose counters keep growing, and a final count that had not reached the
+// wire goes out with the successor's.
 //
 // # Encoding as it goes
 //
@@ -71,6 +72,10 @@ type Emitted[V Value] struct {
 
 // Value returns the value the key last put in a frame.
 func (e *Emitted[V]) Value() V { return e.v }
+
+// OnWire returns the Emitted state of a key whose value v is on the wire
+// and in no frame since: what a retained key's successor starts from.
+func OnWire[V Value](v V) Emitted[V] { return Emitted[V]{v: v} }
 
 // Track builds one track's frame, tick after tick. A Track needs a Name
 // and AppendMembers before its first tick, and is owned by one goroutine
@@ -99,10 +104,6 @@ type Track[V Value] struct {
 	// the wire before, which makes the frame's bytes differ (package doc).
 	changed, differs bool
 
-	// prevIn reports whether some incarnation of the key of the last row
-	// considered is in the frame.
-	prevIn bool
-
 	// last is the last frame that reached the wire and lastLen the number
 	// of keys in it. next is spare capacity for encoding.
 	last, next []byte
@@ -115,25 +116,16 @@ func (t *Track[V]) Reset() {
 	t.keys, t.vals = t.keys[:0], t.vals[:0]
 	t.buf, t.encoded = nil, 0
 	t.changed, t.differs = false, false
-	t.prevIn = false
 }
 
 // Offer considers one row for this tick's frame: quoted is its key as a
 // JSON string, cur its current value and e its emitted state, which Offer
-// updates when cur goes into the frame. sameKey reports that the previous
-// row had the same key: this row is a newer incarnation, left out while an
-// older one is in the frame. Rows must come in key order, older
-// incarnations first, with Absent for rows that have no value on this
-// track.
-func (t *Track[V]) Offer(quoted string, cur V, e *Emitted[V], sameKey bool) {
-	if sameKey && t.prevIn {
-		return // an older incarnation is in this frame; see package doc
-	}
+// updates when cur goes into the frame. Rows must come in key order, each
+// key once; a row with no value on this track is not offered.
+func (t *Track[V]) Offer(quoted string, cur V, e *Emitted[V]) {
 	onWire := e.pass <= t.good
 	changed := cur != e.v || !onWire
-	in := changed || cur.Live()
-	t.prevIn = in
-	if !in {
+	if !changed && !cur.Live() {
 		return
 	}
 	if changed {
@@ -144,13 +136,6 @@ func (t *Track[V]) Offer(quoted string, cur V, e *Emitted[V], sameKey bool) {
 	}
 	t.keys = append(t.keys, quoted)
 	t.vals = append(t.vals, cur)
-}
-
-// Absent records a row with no value on this track (never bumped on it).
-func (t *Track[V]) Absent(sameKey bool) {
-	if !sameKey {
-		t.prevIn = false
-	}
 }
 
 // Encoding reports whether this tick's frame is being encoded as it goes:

@@ -33,11 +33,10 @@ type row struct {
 	emitted Emitted[gauge]
 }
 
-// offer offers rows in order, telling each whether it follows a row with
-// the same key, encoding as it goes.
+// offer offers rows in order, encoding as it goes.
 func offer(t *Track[gauge], rows []*row) {
-	for i, r := range rows {
-		t.Offer(`"`+r.key+`"`, r.cur, &r.emitted, i > 0 && rows[i-1].key == r.key)
+	for _, r := range rows {
+		t.Offer(`"`+r.key+`"`, r.cur, &r.emitted)
 		t.Encode()
 	}
 }
@@ -122,38 +121,43 @@ func TestFailedWriteKeepsChangesForNextTick(t *testing.T) {
 	}
 }
 
-func TestOlderIncarnationGoesFirstSuccessorWaits(t *testing.T) {
+// A successor that continues a predecessor whose final value failed to
+// reach the wire takes over its counts and Emitted (package registry does
+// this): the next tick carries the key once, with everything counted, and
+// nothing waits behind anything.
+func TestContinuedKeyCarriesPendingFinalValue(t *testing.T) {
 	tr := newTrack()
-	old := &row{key: "k", cur: gauge{3, 2}}
-	a, z := &row{key: "a", cur: gauge{1, 0}}, &row{key: "z", cur: gauge{2, 0}}
-	tick(tr, []*row{a, old, z}, true)
-	old.cur = gauge{3, 3}                    // final close pending
-	succ := &row{key: "k", cur: gauge{1, 0}} // re-created, live
-	rows := []*row{a, old, succ, z}
-	if got, _ := tick(tr, rows, true); got != `{"a":1/0,"k":3/3,"z":2/0}` {
-		t.Fatalf("tick with both incarnations = %s, want the old one only", got)
+	pred := &row{key: "k", cur: gauge{3, 2}}
+	a := &row{key: "a", cur: gauge{1, 0}}
+	tick(tr, []*row{a, pred}, true)
+	pred.cur = gauge{3, 3} // its final close
+	if _, wrote := tick(tr, []*row{a, pred}, false); wrote {
+		t.Fatal("a failed write reported as written")
 	}
-	if succ.emitted != (Emitted[gauge]{}) {
-		t.Fatalf("deferred successor was marked emitted: %+v", succ.emitted)
-	}
-	// Next tick: the old one is settled; the successor goes out.
-	if got, _ := tick(tr, rows, true); got != `{"a":1/0,"k":1/0,"z":2/0}` {
-		t.Fatalf("next tick = %s, want the successor", got)
+	succ := &row{key: "k", cur: gauge{3 + 1, 3}, emitted: pred.emitted} // continued, one guard open
+	if got, wrote := tick(tr, []*row{a, succ}, true); !wrote || got != `{"a":1/0,"k":4/3}` {
+		t.Fatalf("tick = %s (written %v), want k once with the continued counts", got, wrote)
 	}
 }
 
-// A predecessor with no value on the track does not hold its successor
-// back, even right after a key that is in the frame.
-func TestAbsentPredecessorDoesNotHoldBackSuccessor(t *testing.T) {
+// A retained key's successor starts from OnWire(kept): it stays out of the
+// frame until it moves, and then goes in with the continued counts.
+func TestRetainedKeyReturnsOnlyWhenItMoves(t *testing.T) {
 	tr := newTrack()
-	x := &row{key: "j", cur: gauge{1, 0}}
-	succ := &row{key: "k", cur: gauge{1, 0}}
+	a := &row{key: "a", cur: gauge{1, 0}}
+	tick(tr, []*row{a}, true)
+	succ := &row{key: "k", cur: gauge{5, 5}, emitted: OnWire(gauge{5, 5})}
+	if got, wrote := tick(tr, []*row{a, succ}, true); wrote || got != `{"a":1/0}` {
+		t.Fatalf("tick = %s (written %v), want the unmoved retained key left out", got, wrote)
+	}
+	succ.cur = gauge{6, 5}
 	tr.Reset()
-	tr.Offer(`"j"`, x.cur, &x.emitted, false)
-	tr.Absent(false) // the predecessor of k: never bumped on this track
-	tr.Offer(`"k"`, succ.cur, &succ.emitted, true)
-	if got := string(tr.Frame()); got != `{"j":1/0,"k":1/0}` {
-		t.Fatalf("frame = %s, want j and the successor k", got)
+	offer(tr, []*row{a, succ})
+	if !tr.Changed() || !tr.differs {
+		t.Fatalf("Changed %v, differs %v: want both, the key was in no frame since", tr.Changed(), tr.differs)
+	}
+	if got := string(tr.Frame()); got != `{"a":1/0,"k":6/5}` {
+		t.Fatalf("frame = %s, want the key back with its continued counts", got)
 	}
 }
 
@@ -177,11 +181,13 @@ func TestRecreatedKeyWithPredecessorCountsIsNotRewritten(t *testing.T) {
 
 // TestChangedNeverHidesAByteChange checks the value-based shortcuts
 // against their definition over random ticks: keys open, bump and close;
-// collected keys are dropped once settled and re-created as new
-// incarnations; writes fail. Whenever Changed reports false the frame's
-// bytes equal the last frame written; whenever differs is set they differ;
-// and what gets written is exactly the frames whose bytes differ, built
-// the same whether encoded as they go or at the end.
+// collected keys are dropped once settled, and come back either from zero,
+// from what they left (retention), or, while their final value is not on
+// the wire, continuing their predecessor; writes fail. Whenever Changed
+// reports false the frame's bytes equal the last frame written; whenever
+// differs is set they differ; and what gets written is exactly the frames
+// whose bytes differ, built the same whether encoded as they go or at the
+// end.
 func TestChangedNeverHidesAByteChange(t *testing.T) {
 	r := rand.New(rand.NewPCG(5, 6))
 	type inc struct {
@@ -189,13 +195,24 @@ func TestChangedNeverHidesAByteChange(t *testing.T) {
 		dead bool
 	}
 	for round := range 300 {
+		retain := round%2 == 0
 		tr := newTrack()
 		var rows []*inc
+		kept := map[string]gauge{}
 		last, written := "", false
 		for tickN := range 80 {
 			key := fmt.Sprint("k", r.IntN(6))
-			if !slices.ContainsFunc(rows, func(x *inc) bool { return x.key == key && !x.dead }) {
-				rows = append(rows, &inc{row: row{key: key}}) // a successor, after any dead ones
+			i := slices.IndexFunc(rows, func(x *inc) bool { return x.key == key })
+			switch {
+			case i < 0:
+				succ := &inc{row: row{key: key}}
+				if v, ok := kept[key]; ok {
+					succ.cur, succ.emitted = v, OnWire(v)
+					delete(kept, key)
+				}
+				rows = append(rows, succ)
+			case rows[i].dead: // continue the unsettled predecessor
+				rows[i] = &inc{row: row{key: key, cur: rows[i].cur, emitted: rows[i].emitted}}
 			}
 			for _, x := range rows {
 				for range r.IntN(3) { // several events within one tick
@@ -214,15 +231,23 @@ func TestChangedNeverHidesAByteChange(t *testing.T) {
 					}
 				}
 			}
-			rows = slices.DeleteFunc(rows, func(x *inc) bool { return x.dead && tr.Settled(x.cur, &x.emitted) })
-			slices.SortStableFunc(rows, func(a, b *inc) int { return strings.Compare(a.key, b.key) })
+			rows = slices.DeleteFunc(rows, func(x *inc) bool {
+				if !x.dead || !tr.Settled(x.cur, &x.emitted) {
+					return false
+				}
+				if retain && x.cur != (gauge{}) {
+					kept[x.key] = x.cur
+				}
+				return true
+			})
+			slices.SortFunc(rows, func(a, b *inc) int { return strings.Compare(a.key, b.key) })
 
 			tr.Reset()
 			var want strings.Builder // the frame, built independently
 			want.WriteByte('{')
-			for i, x := range rows {
+			for _, x := range rows {
 				before := len(tr.keys)
-				tr.Offer(`"`+x.key+`"`, x.cur, &x.emitted, i > 0 && rows[i-1].key == x.key)
+				tr.Offer(`"`+x.key+`"`, x.cur, &x.emitted)
 				if len(tr.keys) > before {
 					if before > 0 {
 						want.WriteByte(',')
@@ -280,7 +305,7 @@ func TestSteadyTickAllocatesNothing(t *testing.T) {
 		tr.Reset()
 		for _, r := range rows {
 			r.cur.open++ // every key changed: the frame is encoded
-			tr.Offer(r.key, r.cur, &r.emitted, false)
+			tr.Offer(r.key, r.cur, &r.emitted)
 			tr.Encode()
 		}
 		b := tr.Frame()
@@ -295,7 +320,7 @@ func TestSteadyTickAllocatesNothing(t *testing.T) {
 	idle := func() {
 		tr.Reset()
 		for _, r := range rows {
-			tr.Offer(r.key, r.cur, &r.emitted, false)
+			tr.Offer(r.key, r.cur, &r.emitted)
 			tr.Encode()
 		}
 		if tr.Changed() {

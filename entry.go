@@ -1,0 +1,219 @@
+package moqstats
+
+import (
+	"sync/atomic"
+	"unsafe"
+
+	"golang.org/x/sys/cpu"
+
+	"github.com/moqstats/moqstats/counters"
+	"github.com/moqstats/moqstats/internal/registry"
+	"github.com/moqstats/moqstats/snapshot"
+)
+
+// Entry layout, and what a collected entry leaves behind and how its
+// successor continues from it (package registry calls keepBroadcast and
+// continueBroadcast, and their session counterparts).
+
+type (
+	broadcastMap = registry.Map[broadcastEntry, keptBroadcast]
+	sessionMap   = registry.Map[sessionEntry, counters.SessionSnapshot]
+	bEntry       = registry.Entry[broadcastEntry]
+	sEntry       = registry.Entry[sessionEntry]
+)
+
+// broadcastEntry is one broadcast path's state: its counters per slot
+// (tier*2 + role), each set up when a guard first uses it. Most broadcasts
+// use one or two of the four slots; the first slot used lives in the entry
+// itself, so the pass reads a typical broadcast, key and counters, from one
+// object.
+//
+// Layout: first at offset 0, and the registry entry around it exactly 512
+// bytes (registry.InlineKey is sized for it, and a test checks). Go's
+// allocator places objects of a power-of-two size class up to 512 bytes at
+// multiples of their size, with no header before them (larger objects
+// with pointers get an 8-byte one), so every entry starts a cache line and
+// first shares no line with another object.
+type broadcastEntry struct {
+	first slot
+	slots [4]atomic.Pointer[slot]
+}
+
+// slotOf returns slot i of e, setting it up.
+func slotOf(e *bEntry, i int) *slot {
+	b := &e.Value
+	if sl := b.slots[i].Load(); sl != nil {
+		return sl
+	}
+	sl := &b.first
+	if !sl.claimed.CompareAndSwap(false, true) {
+		sl = new(slot)
+	}
+	sl.entry = e // before the slot is published below
+	if b.slots[i].CompareAndSwap(nil, sl) {
+		return sl
+	}
+	// Another guard set up slot i first.
+	if sl == &b.first {
+		sl.claimed.Store(false)
+	}
+	return b.slots[i].Load()
+}
+
+// pin counts a pin in sl and completes it; see pinOn.
+func (sl *slot) pin() bool { return pinOn(&sl.Counters, counters.Pins, &sl.entry.State) }
+
+// pinOn counts a pin at index i of c and completes it against st, the
+// state of the entry c belongs to (package registry: count, then check).
+// If the entry was collected meanwhile it withdraws the pin and reports
+// false. Guard opens call it, never bumps.
+func pinOn(c interface{ Add(i int, n uint64) }, i int, st *registry.State) bool {
+	c.Add(i, 1)
+	if st.Admit() {
+		return true
+	}
+	c.Add(i, counters.Unpin)
+	return false
+}
+
+// pinned reports whether a guard pins the entry: whether any slot's pin
+// counters sum to nonzero. See registry's invariant 1 for why reading them
+// slot by slot, cell by cell, is enough.
+func (b *broadcastEntry) pinned() bool {
+	var slots [4]*slot
+	for i := range b.slots {
+		slots[i] = b.slots[i].Load()
+	}
+	return pinnedIn(&slots)
+}
+
+// pinnedIn is pinned over slot pointers already loaded: the pass's first,
+// careless look (Collect looks again, with care, before collecting).
+func pinnedIn(slots *[4]*slot) bool {
+	for _, sl := range slots {
+		if sl != nil && sl.Pinned() {
+			return true
+		}
+	}
+	return false
+}
+
+// slotFields is one (broadcast, tier, role)'s counters, and, owned by the
+// pass, what it last put in a frame for them.
+type slotFields struct {
+	counters.Counters
+	emitted snapshot.Emitted[counters.Snapshot]
+	// entry is the entry the slot belongs to, whose state a guard checks
+	// after counting its pin (registry.State.Admit); set before the slot
+	// is published.
+	entry *bEntry
+	// claimed is set once an entry's own slot (broadcastEntry.first) is
+	// installed, or being installed, as one of its four.
+	claimed atomic.Bool
+}
+
+// slot pads slotFields to a power of two, a multiple of two cache lines.
+// Go's allocator places objects of such sizes at multiples of their size,
+// so the counters at offset 0 always start a line and share none with
+// another slot's.
+type slot struct {
+	slotFields
+	_ [slotSize - unsafe.Sizeof(slotFields{})]byte
+}
+
+const (
+	lineSize  = unsafe.Sizeof(cpu.CacheLinePad{})
+	slotAlign = 2 * lineSize
+	slotSize  = (unsafe.Sizeof(slotFields{}) + slotAlign - 1) / slotAlign * slotAlign
+)
+
+// keptBroadcast is what a collected broadcast leaves for its retention
+// window: the final counts of the slots it used, in slot order (used has
+// bit i set for slot i). No shards, no padding: 32 bytes plus 72 per slot
+// used, plus the key and the registry's bookkeeping (see Config.Retention).
+type keptBroadcast struct {
+	used uint8
+	vals []counters.Snapshot
+}
+
+// keepBroadcast returns e's final counts. e is dead and settled: every
+// slot's emitted value is its final count, on the wire.
+func keepBroadcast(e *bEntry) (keptBroadcast, bool) {
+	var k keptBroadcast
+	for i := range e.Value.slots {
+		sl := e.Value.slots[i].Load()
+		if sl == nil {
+			continue
+		}
+		if v := sl.emitted.Value(); v != (counters.Snapshot{}) {
+			k.used |= 1 << i
+			k.vals = append(k.vals, v)
+		}
+	}
+	return k, k.used != 0
+}
+
+// continueBroadcast makes succ continue where its key left off: its slots
+// get the final counts of pred's (or kept's) slots added, and take over
+// their emission state, so a frame shows the key's counters growing across
+// the collection, and a final count that has not reached the wire yet
+// (pred's failed write) goes out with succ's. Runs in the pass, before
+// succ is read, so no reader sees the counts half added.
+func continueBroadcast(succ, pred *bEntry, kept *keptBroadcast) {
+	if pred != nil {
+		for i := range pred.Value.slots {
+			psl := pred.Value.slots[i].Load()
+			if psl == nil {
+				continue
+			}
+			v := psl.Read()
+			if v == (counters.Snapshot{}) && psl.emitted == (snapshot.Emitted[counters.Snapshot]{}) {
+				continue // set up, never used
+			}
+			sl := slotOf(succ, i)
+			sl.Continue(v)
+			sl.emitted = psl.emitted
+		}
+		return
+	}
+	n := 0
+	for i := range succ.Value.slots {
+		if kept.used&(1<<i) != 0 {
+			sl := slotOf(succ, i)
+			sl.Continue(kept.vals[n])
+			sl.emitted = snapshot.OnWire(kept.vals[n])
+			n++
+		}
+	}
+}
+
+// sessionEntry is one auth root's session gauge on one tier, and what the
+// pass last put in a frame for it.
+type sessionEntry struct {
+	gauge   counters.Gauge
+	emitted snapshot.Emitted[counters.SessionSnapshot]
+}
+
+func sessionPinned(e *sessionEntry) bool { return e.gauge.Pinned() }
+
+// pinSession counts a pin on e's gauge and completes it; see pinOn.
+func pinSession(e *sEntry) bool {
+	return pinOn(&e.Value.gauge, counters.SessionPins, &e.State)
+}
+
+// keepSession returns a collected root's final counts (on the wire).
+func keepSession(e *sEntry) (counters.SessionSnapshot, bool) {
+	v := e.Value.emitted.Value()
+	return v, v != (counters.SessionSnapshot{})
+}
+
+// continueSession is continueBroadcast for a session root.
+func continueSession(succ, pred *sEntry, kept *counters.SessionSnapshot) {
+	if pred != nil {
+		succ.Value.gauge.Continue(pred.Value.gauge.Read())
+		succ.Value.emitted = pred.Value.emitted
+		return
+	}
+	succ.Value.gauge.Continue(*kept)
+	succ.Value.emitted = snapshot.OnWire(*kept)
+}

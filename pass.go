@@ -1,0 +1,163 @@
+package moqstats
+
+import (
+	"errors"
+	"fmt"
+	"sync/atomic"
+	"unsafe"
+
+	"github.com/moqstats/moqstats/internal/prefetch"
+	"github.com/moqstats/moqstats/snapshot"
+)
+
+// Test hooks. testHookDuringPass runs inside every pass after it merged
+// new entries into its view and before it collects and reads them;
+// testHookDropped runs for every collected entry the pass forgets.
+var (
+	testHookDuringPass atomic.Pointer[func()]
+	testHookDropped    atomic.Pointer[func(key string, final *broadcastEntry)]
+)
+
+// pass is one snapshot pass. s.mu must be held.
+//
+// Each row is collected (if no guard pins it, after which its counters
+// are final) right before it is read, so a collected entry's final counts
+// are always in the frames built from this pass. Collected rows are
+// forgotten only once every track committed their final values, so an
+// entry that opens and closes between two passes is always emitted; a
+// successor merged while they are not continues from them (package
+// registry). Collection, reading and offering share one loop so each
+// entry's memory is visited once per pass.
+func (s *Stats) pass() error {
+	now := s.clock()
+	rows := s.broadcasts.Merge()
+	var sessionRows [2][]*sEntry
+	for t, m := range s.sessions {
+		sessionRows[t] = m.Merge()
+	}
+	if hook := testHookDuringPass.Load(); hook != nil {
+		(*hook)()
+	}
+
+	for i := range s.tracks {
+		s.tracks[i].Reset()
+	}
+	collected := s.readBroadcasts(rows)
+	var errs []error
+	for i := range s.tracks {
+		errs = appendErr(errs, flush(s.bc, &s.tracks[i]))
+	}
+	if collected {
+		s.broadcasts.Retain(now, func(e *bEntry) bool {
+			for i := range e.Value.slots {
+				if sl := e.Value.slots[i].Load(); sl != nil && !s.tracks[i].Settled(sl.Read(), &sl.emitted) {
+					return false
+				}
+			}
+			if hook := testHookDropped.Load(); hook != nil {
+				(*hook)(e.Key(), &e.Value)
+			}
+			return true
+		})
+	}
+	s.broadcasts.Expire(now)
+
+	for t, rows := range sessionRows {
+		m, tr := s.sessions[t], &s.sessionTracks[t]
+		tr.Reset()
+		collected := false
+		for _, e := range rows {
+			if !e.Value.gauge.Pinned() && m.Collect(e, sessionPinned) {
+				collected = true
+			}
+			tr.Offer(e.Quoted(), e.Value.gauge.Read(), &e.Value.emitted)
+		}
+		errs = appendErr(errs, flush(s.bc, tr))
+		if collected {
+			m.Retain(now, func(e *sEntry) bool {
+				return tr.Settled(e.Value.gauge.Read(), &e.Value.emitted)
+			})
+		}
+		m.Expire(now)
+	}
+	return errors.Join(errs...)
+}
+
+// Prefetch distance and encoding interval of readBroadcasts, in rows.
+const (
+	prefetchAhead = 8
+	encodeEvery   = 64
+)
+
+// readBroadcasts collects, reads and offers every row, and reports whether
+// any row is dead. At a hundred thousand broadcasts the entries no longer
+// fit in cache and a pass is bound by memory latency, not by work: each
+// row is an entry somewhere in the heap (rows are in key order, entries in
+// creation order). So while it works on one row the pass prefetches the
+// lines of the row prefetchAhead rows on, and the CPU loads them while it
+// works; and it encodes the keys offered every encodeEvery rows, while
+// their bytes are still in cache.
+func (s *Stats) readBroadcasts(rows []*bEntry) (collected bool) {
+	for i := range min(prefetchAhead, len(rows)) {
+		prefetchEntry(rows[i])
+	}
+	for j, e := range rows {
+		if ahead := j + prefetchAhead; ahead < len(rows) {
+			prefetchEntry(rows[ahead])
+		}
+		var slots [4]*slot
+		for i := range e.Value.slots {
+			slots[i] = e.Value.slots[i].Load()
+		}
+		// Collect before reading. Most rows are pinned, and a pinned row
+		// needs no look at its state or the registry.
+		if !pinnedIn(&slots) && s.broadcasts.Collect(e, (*broadcastEntry).pinned) {
+			collected = true
+		}
+		for i, sl := range slots {
+			if sl != nil {
+				s.tracks[i].Offer(e.Quoted(), sl.Read(), &sl.emitted)
+			}
+		}
+		if j%encodeEvery == encodeEvery-1 {
+			for i := range s.tracks {
+				s.tracks[i].Encode()
+			}
+		}
+	}
+	return collected
+}
+
+// prefetchEntry prefetches every line of e, all of which a pass reads: the
+// counters and emitted state of its own slot (most entries use only that
+// one), its slot pointers, key headers and state, and its inline key.
+func prefetchEntry(e *bEntry) {
+	base := uintptr(unsafe.Pointer(e))
+	for off := uintptr(0); off < unsafe.Sizeof(*e); off += lineSize {
+		prefetch.Line(base + off)
+	}
+}
+
+func appendErr(errs []error, err error) []error {
+	if err != nil {
+		return append(errs, err)
+	}
+	return errs
+}
+
+// flush writes t's frame unless its bytes equal the last frame written.
+// Only a frame that reached the wire is committed.
+func flush[V snapshot.Value](bc Broadcast, t *snapshot.Track[V]) error {
+	if !t.Changed() {
+		t.Commit(nil) // provably the last frame's bytes: nothing to encode
+		return nil
+	}
+	frame := t.Frame()
+	if !t.Unchanged(frame) {
+		if err := writeFrame(bc, t.Name, frame); err != nil {
+			return fmt.Errorf("moqstats: writing %s: %w", t.Name, err)
+		}
+	}
+	t.Commit(frame)
+	return nil
+}

@@ -1,0 +1,216 @@
+package moqstats_test
+
+import (
+	"fmt"
+	"reflect"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/moqstats/moqstats"
+	"github.com/moqstats/moqstats/memorigin"
+)
+
+// fieldsNeverDecrease fails t if any counter of any key went down between
+// two frames that show the key.
+func fieldsNeverDecrease[V any](t *testing.T, frames []map[string]V) {
+	t.Helper()
+	last := map[string]V{}
+	for i, f := range frames {
+		for k, v := range f {
+			if prev, ok := last[k]; ok {
+				pv, cv := reflect.ValueOf(prev), reflect.ValueOf(v)
+				for j := range pv.NumField() {
+					if cv.Field(j).Uint() < pv.Field(j).Uint() {
+						t.Fatalf("frame %d: %s.%s went from %d to %d within retention", i, k, pv.Type().Field(j).Name, pv.Field(j).Uint(), cv.Field(j).Uint())
+					}
+				}
+			}
+			last[k] = v
+		}
+	}
+}
+
+// Retention: 8 goroutines open, bump and close guards on 8 paths (and 8
+// roots) that nothing else holds, while passes run every millisecond, so
+// entries are collected and re-created all the time. Every counter a frame
+// shows only grows, and after Close the last value emitted for each path
+// is exactly what was bumped on it.
+func TestRetentionCountersContinueAcrossCollection(t *testing.T) {
+	const workers = 8
+	o := memorigin.New()
+	s, err := moqstats.New(moqstats.Config{Origin: o, Interval: time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub := frames[Snapshot](t, o, s, moqstats.TrackPublisher)
+	sess := frames[SessionSnapshot](t, o, s, moqstats.TrackSessions)
+	h := s.Tier(moqstats.External)
+	var want [workers]Snapshot
+	var wantSessions [workers]uint64
+	deadline := time.Now().Add(700 * time.Millisecond)
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Go(func() {
+			path := fmt.Sprint("path/", w)
+			root := fmt.Sprint("root/", w)
+			for i := 0; time.Now().Before(deadline); i++ {
+				g := h.Broadcast(path).Publisher()
+				tr := g.Track("v")
+				tr.Bytes(uint64(i%1500 + 1))
+				tr.Frame()
+				if i%5 == 0 {
+					tr.Group()
+					want[w].Groups++
+				}
+				tr.Close()
+				g.Close()
+				h.Session(root).Close()
+				want[w].Announced++
+				want[w].AnnouncedClosed++
+				want[w].Subscriptions++
+				want[w].SubscriptionsClosed++
+				want[w].Bytes += uint64(i%1500 + 1)
+				want[w].Frames++
+				wantSessions[w]++
+				if i%50 == 0 {
+					time.Sleep(time.Millisecond) // let passes collect between rounds
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	all, allSess := pub(), sess()
+	fieldsNeverDecrease(t, all)
+	fieldsNeverDecrease(t, allSess)
+	last := map[string]Snapshot{}
+	for _, f := range all {
+		for k, v := range f {
+			last[k] = v
+		}
+	}
+	lastSess := map[string]SessionSnapshot{}
+	for _, f := range allSess {
+		for k, v := range f {
+			lastSess[k] = v
+		}
+	}
+	for w := range workers {
+		if got := last[fmt.Sprint("path/", w)]; got != want[w] {
+			t.Errorf("path/%d last emitted %+v, want %+v", w, got, want[w])
+		}
+		if got := lastSess[fmt.Sprint("root/", w)]; got.Sessions != wantSessions[w] || got.SessionsClosed != wantSessions[w] {
+			t.Errorf("root/%d last emitted %+v, want %d sessions", w, got, wantSessions[w])
+		}
+	}
+	if len(all) < 10 {
+		t.Fatalf("only %d frames written: passes did not interleave with the churn", len(all))
+	}
+}
+
+// A retained key stays out of the frames (the live-or-changed rule is
+// unchanged) until it moves again, and then shows its continued counts.
+func TestRetainedKeyIsNotInFramesUntilItMoves(t *testing.T) {
+	s, o := setup(t)
+	h := s.Tier(moqstats.External)
+	tr := h.Broadcast("k").PublisherTrack("v")
+	tr.Bytes(5)
+	tr.Close()
+	flush(t, s) // final counts out; collected and retained
+	flush(t, s)
+	if f := readFrame(t, o, s, moqstats.TrackPublisher); len(f) != 0 {
+		t.Fatalf("frame with only a retained key = %v, want {}", f)
+	}
+	if moqstats.Kept(s) != 1 || moqstats.Entries(s) != 0 {
+		t.Fatalf("Kept %d, Entries %d; want the key retained, no entry", moqstats.Kept(s), moqstats.Entries(s))
+	}
+	g := h.Broadcast("k").Publisher() // back, without traffic on the track slot
+	flush(t, s)
+	want := Snapshot{Announced: 1, Subscriptions: 1, SubscriptionsClosed: 1, Bytes: 5}
+	if got := readFrame(t, o, s, moqstats.TrackPublisher)["k"]; got != want {
+		t.Fatalf("k back = %+v, want %+v", got, want)
+	}
+	if moqstats.Kept(s) != 0 {
+		t.Fatalf("Kept = %d after the key came back, want 0", moqstats.Kept(s))
+	}
+	g.Close()
+}
+
+// After the window a retained key is dropped, and a key that comes back
+// starts from zero: a decrease, which consumers treat as a new segment.
+func TestRetentionExpiresAfterTheWindow(t *testing.T) {
+	s, o := setupConfig(t, moqstats.Config{Interval: time.Hour, Retention: time.Minute})
+	var now atomic.Int64
+	moqstats.SetClock(s, func() time.Duration { return time.Duration(now.Load()) })
+	h := s.Tier(moqstats.External)
+	cycle := func(bytes uint64) {
+		tr := h.Broadcast("k").PublisherTrack("v")
+		tr.Bytes(bytes)
+		tr.Close()
+		flush(t, s)
+	}
+	cycle(10) // retained at t=0 until t=1m
+	now.Store(int64(59 * time.Second))
+	flush(t, s)
+	if moqstats.Kept(s) != 1 {
+		t.Fatalf("Kept = %d within the window, want 1", moqstats.Kept(s))
+	}
+	cycle(1) // within: continues
+	if got := readFrame(t, o, s, moqstats.TrackPublisher)["k"].Bytes; got != 11 {
+		t.Fatalf("bytes within the window = %d, want 11", got)
+	}
+	now.Store(int64(59*time.Second + time.Minute)) // the second retention ends
+	flush(t, s)
+	if moqstats.Kept(s) != 0 || moqstats.Held(s) != 0 {
+		t.Fatalf("after the window: Kept %d, Held %d; want nothing", moqstats.Kept(s), moqstats.Held(s))
+	}
+	cycle(2)
+	if got := readFrame(t, o, s, moqstats.TrackPublisher)["k"].Bytes; got != 2 {
+		t.Fatalf("bytes after the window = %d, want 2 (a new segment)", got)
+	}
+}
+
+// NoRetention is the reference's behaviour: a re-created entry starts from
+// zero.
+func TestNoRetentionRecreatedEntryStartsFromZero(t *testing.T) {
+	s, o := setupConfig(t, moqstats.Config{Interval: time.Hour, Retention: moqstats.NoRetention})
+	h := s.Tier(moqstats.External)
+	for _, n := range []uint64{10, 3} {
+		tr := h.Broadcast("k").PublisherTrack("v")
+		tr.Bytes(n)
+		tr.Close()
+		h.Session("r").Close()
+		flush(t, s)
+		if got := readFrame(t, o, s, moqstats.TrackPublisher)["k"].Bytes; got != n {
+			t.Fatalf("bytes = %d, want %d from a fresh entry", got, n)
+		}
+		if got := readSessionFrame(t, o, s, moqstats.TrackSessions)["r"].Sessions; got != 1 {
+			t.Fatalf("sessions = %d, want 1 from a fresh root", got)
+		}
+		flush(t, s)
+		if moqstats.Kept(s) != 0 || moqstats.Held(s) != 0 || moqstats.SessionsHeld(s, moqstats.External) != 0 {
+			t.Fatalf("something held with NoRetention: Kept %d, Held %d", moqstats.Kept(s), moqstats.Held(s))
+		}
+	}
+}
+
+func TestRetainedSessionRootContinues(t *testing.T) {
+	s, o := setup(t)
+	h := s.Tier(moqstats.Internal)
+	h.Session("peer").Close()
+	flush(t, s)
+	flush(t, s)
+	if f := readSessionFrame(t, o, s, moqstats.TrackInternalSessions); len(f) != 0 {
+		t.Fatalf("internal sessions with only a retained root = %v, want {}", f)
+	}
+	g := h.Session("peer")
+	flush(t, s)
+	if got := readSessionFrame(t, o, s, moqstats.TrackInternalSessions)["peer"]; got != (SessionSnapshot{Sessions: 2, SessionsClosed: 1}) {
+		t.Fatalf("peer back = %+v, want {2 1}", got)
+	}
+	g.Close()
+}

@@ -1,0 +1,216 @@
+package moqstats_test
+
+import (
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/moqstats/moqstats"
+	"github.com/moqstats/moqstats/counters"
+	"github.com/moqstats/moqstats/memorigin"
+)
+
+// stressRounds is how many randomized rounds TestStress runs:
+// MOQSTATS_STRESS_ROUNDS, or a few by default.
+func stressRounds(t *testing.T) int {
+	if v := os.Getenv("MOQSTATS_STRESS_ROUNDS"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil {
+			t.Fatalf("MOQSTATS_STRESS_ROUNDS=%q: %v", v, err)
+		}
+		return n
+	}
+	return 6
+}
+
+// ledger counts, per key, what workers bumped in guard cycles that ended
+// before Close began (must reach the wire) and in cycles that overlapped
+// it (may).
+type ledger struct {
+	mu        sync.Mutex
+	must, may map[string]uint64
+}
+
+func (l *ledger) add(key string, n uint64, beforeClose bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if beforeClose {
+		l.must[key] += n
+	} else {
+		l.may[key] += n
+	}
+}
+
+// TestStressChurnAgainstFlushCloseAndFailedWrites races guard churn on a
+// few keys (track guards, broadcast guards, subscriptions, sessions)
+// against background passes, Flush from another goroutine, failing writes
+// on random tracks, and Close at a random moment, with and without
+// retention. A ledger kept by the workers bounds what must be on the
+// wire: everything bumped in a guard cycle that ended before Close began,
+// and nothing beyond what was bumped at all. Every frame must parse with
+// closed <= open, and with retention no counter may go back.
+func TestStressChurnAgainstFlushCloseAndFailedWrites(t *testing.T) {
+	for round := range stressRounds(t) {
+		for _, retention := range []time.Duration{0, moqstats.NoRetention} {
+			t.Run(fmt.Sprintf("round=%d/retention=%v", round, retention), func(t *testing.T) {
+				stressRound(t, uint64(round), retention)
+			})
+		}
+	}
+}
+
+func stressRound(t *testing.T, seed uint64, retention time.Duration) {
+	o := memorigin.New()
+	s, err := moqstats.New(moqstats.Config{Origin: o, Interval: time.Millisecond, Retention: retention})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub := frames[Snapshot](t, o, s, moqstats.TrackPublisher)
+	sess := frames[SessionSnapshot](t, o, s, moqstats.TrackSessions)
+	b, _ := o.Lookup(s.Path())
+	var failing atomic.Int32 // 1 + index of the failing track, 0 for none
+	tracks := moqstats.Tracks()
+	b.SetWriteHook(func(track string, _ []byte) error {
+		if i := failing.Load(); i > 0 && tracks[i-1] == track {
+			return errors.New("injected")
+		}
+		return nil
+	})
+	var dropMu sync.Mutex
+	dropped := map[string]uint64{} // NoRetention: each collected incarnation's final bytes
+	defer moqstats.SetHookDropped(func(key string, final *[4]counters.Snapshot) {
+		dropMu.Lock()
+		dropped[key] += final[0].Bytes
+		dropMu.Unlock()
+	})()
+
+	keys := []string{"k0", "k1/x", "k2"}
+	bytes := &ledger{must: map[string]uint64{}, may: map[string]uint64{}}
+	sessions := &ledger{must: map[string]uint64{}, may: map[string]uint64{}}
+	var closing atomic.Bool
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	h := s.Tier(moqstats.External)
+	for w := range 4 {
+		wg.Go(func() {
+			r := rand.New(rand.NewPCG(seed, uint64(w)))
+			viewer := h.PublisherBroadcasts()
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				key := keys[r.IntN(len(keys))]
+				switch r.IntN(4) {
+				case 0, 1: // a track, sometimes under a broadcast guard
+					var g *moqstats.BroadcastGuard
+					var tr *moqstats.TrackGuard
+					if r.IntN(2) == 0 {
+						g = h.Broadcast(key).Publisher()
+						tr = g.Track("v")
+					} else {
+						tr = h.Broadcast(key).PublisherTrack("v")
+					}
+					n := uint64(r.IntN(1000) + 1)
+					tr.Bytes(n)
+					tr.Frame()
+					if r.IntN(10) == 0 {
+						time.Sleep(time.Duration(r.IntN(200)) * time.Microsecond)
+					}
+					tr.Close()
+					g.Close()
+					if tr != nil {
+						bytes.add(key, n, !closing.Load())
+					}
+				case 2:
+					sub := viewer.Subscribe(key)
+					sub.Close()
+				case 3:
+					g := h.Session(key)
+					g.Close()
+					if g != nil {
+						sessions.add(key, 1, !closing.Load())
+					}
+				}
+			}
+		})
+	}
+	var chaos sync.WaitGroup
+	stopChaos := make(chan struct{})
+	chaos.Go(func() {
+		r := rand.New(rand.NewPCG(seed, 99))
+		for {
+			select {
+			case <-stopChaos:
+				failing.Store(0)
+				return
+			default:
+			}
+			if r.IntN(3) == 0 {
+				failing.Store(int32(1 + r.IntN(len(tracks))))
+			} else {
+				failing.Store(0)
+			}
+			s.Flush() // errors are the injected ones
+			time.Sleep(time.Duration(r.IntN(300)) * time.Microsecond)
+		}
+	})
+	time.Sleep(time.Duration(5+seed%20) * time.Millisecond)
+	close(stopChaos)
+	chaos.Wait() // writes succeed from here on, so Close's final pass does
+	closing.Store(true)
+	if err := s.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	close(stop)
+	wg.Wait()
+
+	allPub, allSess := pub(), sess()
+	for i, f := range allPub {
+		for k, v := range f {
+			if v.ClosedAboveOpen() {
+				t.Fatalf("publisher frame %d: %s = %+v shows closed > open", i, k, v)
+			}
+		}
+	}
+	if retention >= 0 {
+		fieldsNeverDecrease(t, allPub)
+		fieldsNeverDecrease(t, allSess)
+	}
+	lastPub := map[string]uint64{}
+	for _, f := range allPub {
+		for k, v := range f {
+			lastPub[k] = v.Bytes
+		}
+	}
+	lastSess := map[string]uint64{}
+	for _, f := range allSess {
+		for k, v := range f {
+			lastSess[k] = v.Sessions
+		}
+	}
+	for _, key := range keys {
+		got := lastPub[key]
+		if retention < 0 {
+			got = dropped[key]
+			if moqstats.HasEntry(s, key) {
+				got += lastPub[key] // the live incarnation, in the last frame
+			}
+		}
+		if must, may := bytes.must[key], bytes.may[key]; got < must || got > must+may {
+			t.Errorf("%s: %d bytes on the wire, want at least %d (ended before Close) and at most %d", key, got, must, must+may)
+		}
+		if retention >= 0 {
+			if must, may := sessions.must[key], sessions.may[key]; lastSess[key] < must || lastSess[key] > must+may {
+				t.Errorf("%s: %d sessions on the wire, want between %d and %d", key, lastSess[key], must, must+may)
+			}
+		}
+	}
+}
