@@ -412,3 +412,62 @@ func TestEntryFoundBeforeItsCreatorReturnsIsNeverLost(t *testing.T) {
 		t.Fatalf("k on the wire = %+v, want %+v", got, want)
 	}
 }
+
+// A collected session root whose final frame failed to go out stays until
+// a frame carrying it is written.
+func TestCollectedRootKeptUntilItsFinalFrameIsWritten(t *testing.T) {
+	s, o := setupConfig(t, moqstats.Config{Interval: time.Hour, Retention: moqstats.NoRetention})
+	b, _ := o.Lookup(s.Path())
+	h := s.Tier(moqstats.External)
+	g := h.Session("acme")
+	flush(t, s)
+	g.Close()
+	b.SetWriteHook(func(track string, _ []byte) error {
+		if track == moqstats.TrackSessions {
+			return errors.New("link down")
+		}
+		return nil
+	})
+	if err := s.Flush(); err == nil {
+		t.Fatal("Flush with a failing sessions.json returned nil")
+	}
+	b.SetWriteHook(nil)
+	flush(t, s)
+	if got := readSessionFrame(t, o, s, moqstats.TrackSessions)["acme"]; got != (SessionSnapshot{Sessions: 1, SessionsClosed: 1}) {
+		t.Fatalf("acme after the retry = %+v, want its final counts {1 1}", got)
+	}
+}
+
+// A closed track guard stays closed on an inflated set: Group (which
+// repins the lane), Bytes and Close again change nothing, and the other
+// guard's pin still holds the entry.
+func TestClosedTrackGuardStaysClosedOnAnInflatedSet(t *testing.T) {
+	s, o := setup(t)
+	bs := s.Tier(moqstats.External).Broadcast("b")
+	live := bs.PublisherTrack("a")  // takes the base cell
+	other := bs.PublisherTrack("b") // a second lane: inflates the set
+	other.Bytes(5)
+	other.Close()
+	before, _ := moqstats.Raw(s, moqstats.External, moqstats.RolePublisher, "b")
+	for range 3 {
+		other.Group()
+		other.Bytes(100)
+		other.Frame()
+		other.Close()
+	}
+	after, _ := moqstats.Raw(s, moqstats.External, moqstats.RolePublisher, "b")
+	if after != before {
+		t.Fatalf("a closed guard changed its counters: %+v, then %+v", before, after)
+	}
+	flush(t, s)
+	flush(t, s)
+	if !moqstats.HasEntry(s, "b") {
+		t.Fatal("entry collected while a guard is still open: a pin was dropped")
+	}
+	live.Bytes(1)
+	flush(t, s)
+	if got := readFrame(t, o, s, moqstats.TrackPublisher)["b"]; got != (Snapshot{Subscriptions: 2, SubscriptionsClosed: 1, Bytes: 6}) {
+		t.Fatalf("b = %+v, want the live guard's byte counted on the same entry", got)
+	}
+	live.Close()
+}

@@ -546,3 +546,19 @@ func TestErrorsDoNotRepeatTheirPrefix(t *testing.T) {
 		}
 	}
 }
+
+// A key re-created from zero whose final counts equal its predecessor's
+// yields byte-identical frames: only Unchanged can tell, and the frame is
+// not written again.
+func TestIdenticalFrameFromARecreatedKeyIsNotRewritten(t *testing.T) {
+	s, o := setupConfig(t, moqstats.Config{Interval: time.Hour, Retention: moqstats.NoRetention})
+	b, _ := o.Lookup(s.Path())
+	h := s.Tier(moqstats.External)
+	h.Broadcast("a").Publisher().Close()
+	flush(t, s) // a's final counts; a collected and forgotten
+	h.Broadcast("a").Publisher().Close()
+	flush(t, s) // a new entry with the same final counts
+	if n := b.Writes(moqstats.TrackPublisher); n != 2 {
+		t.Fatalf("publisher.json written %d times, want 2 (baseline, then a once)", n)
+	}
+}

@@ -138,10 +138,16 @@ func TestReadSumsEveryCounterOverAllShards(t *testing.T) {
 
 // TestConcurrentGuardsNeverReadClosedAboveOpen runs guard-shaped
 // goroutines (open, bump, close) against a reader and checks every read.
+// A lane held on base for the whole test inflates the set before any
+// worker starts, so every worker's lane gets a per-P cell: the reads
+// always cross shards.
 func TestConcurrentGuardsNeverReadClosedAboveOpen(t *testing.T) {
 	const workers, rounds = 4, 3000
 	var c Counters
 	var g Gauge
+	var held shard.Lane
+	c.Attach(&held)
+	defer c.Detach(&held)
 	var wg sync.WaitGroup
 	for range workers {
 		wg.Go(func() {

@@ -87,7 +87,7 @@ func normalizeByDefinition(s string) string {
 }
 
 func FuzzNormalize(f *testing.F) {
-	for _, s := range []string{"", "/", "a//b", "/x/", "\xff/\xfe", "customer-42/live/12345", "abcdefg//hij", "abcdefgh/"} {
+	for _, s := range []string{"", "/", "a//b", "/x/", "\xff/\xfe", "customer-42/live/12345", "abcdefg//hij", "abcdefgh/", "abcdefg//hijklmn"} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {

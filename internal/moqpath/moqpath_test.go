@@ -1,6 +1,7 @@
 package moqpath
 
 import (
+	"strings"
 	"testing"
 	"unsafe"
 )
@@ -102,4 +103,48 @@ func isASCII(s string) bool {
 		}
 	}
 	return true
+}
+
+// normalizeByDefinition is Normalize for valid UTF-8, spelled out:
+// non-empty segments joined by one '/'.
+func normalizeByDefinition(s string) string {
+	var segs []string
+	for _, seg := range strings.Split(s, "/") {
+		if seg != "" {
+			segs = append(segs, seg)
+		}
+	}
+	return strings.Join(segs, "/")
+}
+
+// A "//" that straddles two 8-byte words is seen by the word-at-a-time
+// check, including when both words are whole.
+func TestNormalizeCatchesDoubleSlashAcrossWords(t *testing.T) {
+	for _, s := range []string{"abcdefg//hijklmn", "abcdefg//hij", "abcdefghijklmno//pqrstuvw"} {
+		if got, want := Normalize(s), normalizeByDefinition(s); got != want {
+			t.Errorf("Normalize(%q) = %q, want %q", s, got, want)
+		}
+	}
+}
+
+// Every string of 'a' and '/' up to 17 bytes (two whole words and one
+// byte more) normalizes as the definition says.
+func TestNormalizeEveryShortSlashPattern(t *testing.T) {
+	buf := make([]byte, 0, 17)
+	for n := 0; n <= 17; n++ {
+		for bits := 0; bits < 1<<n; bits++ {
+			buf = buf[:0]
+			for i := range n {
+				if bits&(1<<i) != 0 {
+					buf = append(buf, '/')
+				} else {
+					buf = append(buf, 'a')
+				}
+			}
+			s := string(buf)
+			if got, want := Normalize(s), normalizeByDefinition(s); got != want {
+				t.Fatalf("Normalize(%q) = %q, want %q", s, got, want)
+			}
+		}
+	}
 }
