@@ -1,6 +1,6 @@
 GO ?= go
 
-.PHONY: test fmt-check vet test-race bench-smoke test-arm64 demo bench profile
+.PHONY: test fmt-check vet test-race bench-smoke test-arm64 demo bench profile soak fuzz
 
 # The README's test command: formatting, vet, the race-enabled test suite
 # in both shard-selection builds (procPin by default, and the
@@ -33,6 +33,22 @@ test-arm64:
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq qemu-user-static >/dev/null; }
 	GOARCH=arm64 $(GO) test -count=1 -exec qemu-aarch64-static ./...
 	GOARCH=arm64 $(GO) test -count=1 -exec qemu-aarch64-static -tags moqstats_purego ./...
+
+# Everything at once for SOAK (default 60s) under the race detector: guard
+# churn on hostile paths, failing writes, GOMAXPROCS changes, leaked guards;
+# every frame checked, and every count at the end (see internal/soak).
+SOAK ?= 60s
+soak:
+	$(GO) test -race -count=1 -v -run '^TestSoak$$' ./internal/soak -soak=$(SOAK)
+
+# Every fuzz target for FUZZTIME each (default 30s); new crashers land in
+# fuzz/testdata, which make test then runs as regression tests.
+FUZZTIME ?= 30s
+fuzz:
+	@set -e; for target in $$($(GO) test -list '^Fuzz' ./fuzz | grep '^Fuzz'); do \
+		echo "== $$target"; \
+		$(GO) test -run '^$$' -fuzz "^$$target$$" -fuzztime $(FUZZTIME) ./fuzz; \
+	done
 
 # A simulated relay printing every frame the stats broadcast writes.
 demo:

@@ -68,9 +68,9 @@ type Config struct {
 	// is an error.
 	Interval time.Duration
 	// Logger receives write failures from the background passes, guards
-	// reclaimed without Close and keys folded into OverflowKey (the last
-	// two at most once a second each); nil means slog.Default() at the
-	// time New runs.
+	// reclaimed without Close and keys folded into OverflowKey, each at
+	// most once a second (with a count of what was left out); nil means
+	// slog.Default() at the time New runs.
 	Logger *slog.Logger
 
 	// Retention is how long the final counts of a collected broadcast

@@ -103,7 +103,7 @@ func (s *Stats) sessionFor(t Tier, root string) *sEntry {
 }
 
 func (s *Stats) logOverflow(key, limit string) {
-	if ok, suppressed := s.overflowLg.allow(); ok {
+	if ok, suppressed := s.overflowLog.allow(); ok {
 		s.log.Warn("moqstats: key folded into the overflow key", "key", logKey(key), "limit", limit,
 			"overflow_key", OverflowKey, "overflowed", s.Overflowed(), "suppressed", suppressed)
 	}

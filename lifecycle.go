@@ -122,8 +122,11 @@ func (s *Stats) run() {
 			s.mu.Lock()
 			err := s.pass()
 			s.mu.Unlock()
-			if err != nil {
-				s.log.Warn("moqstats: pass failed; frames retried next pass", "path", s.path, "err", err)
+			if err == nil {
+				continue
+			}
+			if ok, suppressed := s.passLog.allow(); ok {
+				s.log.Warn("moqstats: pass failed; frames retried next pass", "path", s.path, "err", err, "suppressed", suppressed)
 			}
 		}
 	}

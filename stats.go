@@ -29,9 +29,10 @@ type Stats struct {
 	start time.Time
 	clock func() time.Duration
 
-	leaks      atomic.Uint64
-	leakLog    rateLimit
-	overflowLg rateLimit
+	leaks atomic.Uint64
+	// Logs of failed background passes, reclaimed guards and folded keys,
+	// each at most once a second.
+	passLog, leakLog, overflowLog rateLimit
 
 	// mu serializes passes and guards everything below.
 	mu            sync.Mutex
