@@ -400,17 +400,17 @@ func TestAcceptNegotiation(t *testing.T) {
 	b := publish(t, o, "p", "t.json")
 	write(t, b, "t.json", "{}")
 	for accept, stream := range map[string]bool{
-		"text/event-stream":                          true,
-		"TEXT/Event-Stream":                          true,
-		"application/json, text/event-stream;q=0.5":  true,
-		`text/html;x="a,b", text/event-stream`:       true,
-		"text/event-stream; charset=utf-8":           true,
-		"text/event-stream;q=0":                      false,
-		"text/event-stream;q=0.000":                  false,
-		"*/*":                                        false,
-		"text/*":                                     false,
-		"application/json":                           false,
-		"":                                           false,
+		"text/event-stream":                         true,
+		"TEXT/Event-Stream":                         true,
+		"application/json, text/event-stream;q=0.5": true,
+		`text/html;x="a,b", text/event-stream`:      true,
+		"text/event-stream; charset=utf-8":          true,
+		"text/event-stream;q=0":                     false,
+		"text/event-stream;q=0.000":                 false,
+		"*/*":                                       false,
+		"text/*":                                    false,
+		"application/json":                          false,
+		"":                                          false,
 		`text/html;x="text/event-stream", text/html`: false,
 	} {
 		s, resp := tryStream(t, ts.Client(), ts.URL+"/stats/t.json", "Accept", accept)
