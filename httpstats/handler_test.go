@@ -153,7 +153,7 @@ func TestIfNoneMatch(t *testing.T) {
 
 // TestETagsNeverRepeatForDifferentContent: every (broadcast, frame)
 // state gets its own ETag, across writes, appends, a Close and a new
-// Publish (whose groups restart from the same clock), and across Origins.
+// Publish, and across Origins whose groups start from the same clock.
 func TestETagsNeverRepeatForDifferentContent(t *testing.T) {
 	seen := map[string]string{} // ETag -> body
 	check := func(c *http.Client, url string) {

@@ -145,3 +145,21 @@ func TestCloseEndsAfterQueue(t *testing.T) {
 		t.Errorf("take after Close = %s, %v; want 0.0=a, true", ids(evs), ended)
 	}
 }
+
+// TestETagCarriesIncarnation: two broadcasts whose groups had the same
+// numbers (which nextGroup prevents within one Origin) still get
+// different ETags, from the incarnation.
+func TestETagCarriesIncarnation(t *testing.T) {
+	o, b := newTestOrigin(t, "t.json")
+	must(t, b.WriteFrame("t.json", []byte("a")))
+	v1, _, _ := o.lookup("t.json")
+	must(t, b.Close())
+	o.nextGroup = 0
+	bc, err := o.Publish("p", []string{"t.json"})
+	must(t, err)
+	must(t, bc.WriteFrame("t.json", []byte("b")))
+	v2, _, _ := o.lookup("t.json")
+	if v1.group != v2.group || v1.etag() == v2.etag() {
+		t.Errorf("ETags %s (group %d) and %s (group %d), want the same group and different ETags", v1.etag(), v1.group, v2.etag(), v2.group)
+	}
+}
