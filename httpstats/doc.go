@@ -52,10 +52,11 @@
 //     application/json: {"group":G,"frames":["<std base64>",...]}, frame 0
 //     first. Before the track's first frame it answers 204 No Content.
 //     An unknown track, or no broadcast, is 404.
-//   - Every frame response has an ETag naming the Origin, the broadcast's
-//     incarnation (one per Publish), the group and the index of its latest
-//     frame, so two different bodies never share one, even across a Close
-//     and a new Publish or a restart. If-None-Match (a list, weak
+//   - Every frame response has an ETag naming the Origin (a random id),
+//     the broadcast's incarnation (one per Publish), the track, the group
+//     and the index of its latest frame, so two different bodies never
+//     share one, even across a Close and a new Publish or a restart. Its
+//     form is not part of the contract. If-None-Match (a list, weak
 //     comparison, or *) is answered 304; conditional and range requests
 //     are handled by http.ServeContent. Responses carry
 //     Cache-Control: no-cache, so caches revalidate, and Vary: Accept.
@@ -96,10 +97,28 @@
 // (another group, a malformed id) the stream starts as if there were no
 // id. Before the track's first frame a stream sends nothing until it.
 //
-// So, on a ".z" track, the events of a group arrive in order starting at
-// frame 0, or continue the group the client named in Last-Event-ID: a
-// client can apply every delta it receives to the frames it received
-// before it.
+// Ids on one stream strictly increase, comparing G then F. On a ".z"
+// track an event G.F with F > 0 directly follows G.(F-1) on the same
+// stream, or is the first event of a stream that resumed from G.(F-1) by
+// Last-Event-ID: a client can apply every delta it receives to the frames
+// it received before it. An id that skips frames, or a group, means
+// frames were dropped (see Slow clients).
+//
+// A stream of a ".json" track, for example:
+//
+//	retry: 3000
+//
+//	id: 1767225600000.0
+//	data: {"acme/live":{"announced":1,"announced_closed":0,...}}
+//
+//	: ping
+//
+//	id: 1767225600001.0
+//	data: {}
+//
+//	event: end
+//	data: closed
+//
 //
 // A stream ends without an end event when the client goes away (the
 // request's context ends), when a write to the client fails or takes
@@ -124,7 +143,9 @@
 // # Limits
 //
 //   - At most MaxStreams streams are open at once; beyond it, and after
-//     Shutdown, a stream request is answered 503 with Retry-After.
+//     Shutdown, a stream request is answered 503 with Retry-After. (A
+//     browser's EventSource gives up on any answer but 200; a client that
+//     should keep trying must reconnect itself.)
 //   - A path longer than MaxTrackName is 414; an Accept or If-None-Match
 //     header longer than MaxHeader, or a Last-Event-ID longer than
 //     MaxLastEventID, is 431. The query string is ignored.

@@ -165,7 +165,7 @@ func (o *Origin) serveStreamHead(w http.ResponseWriter, r *http.Request, name st
 		writeError(w, code, msg)
 		return
 	}
-	setStreamHeaders(w, r)
+	setStreamHeaders(w)
 	w.WriteHeader(http.StatusOK)
 }
 

@@ -162,7 +162,15 @@ func (o *Origin) serveStream(w http.ResponseWriter, r *http.Request, name string
 	}
 	defer o.unsubscribe(s)
 
-	setStreamHeaders(w, r)
+	setStreamHeaders(w)
+	if r.ProtoMajor == 1 {
+		// The write deadline a stream sets stays on an HTTP/1 connection
+		// after the handler returns, so the connection must not be
+		// reused. (On HTTP/2 the deadline is the stream's own, and
+		// Connection: close would tear down every stream on the
+		// connection.)
+		w.Header().Set("Connection", "close")
+	}
 	w.WriteHeader(http.StatusOK)
 	rc := http.NewResponseController(w)
 	buf := make([]byte, 0, 512)
@@ -222,21 +230,13 @@ const (
 )
 
 // setStreamHeaders sets the headers of an event stream response.
-func setStreamHeaders(w http.ResponseWriter, r *http.Request) {
+func setStreamHeaders(w http.ResponseWriter) {
 	h := w.Header()
 	h.Set("Content-Type", "text/event-stream")
 	h.Set("Cache-Control", "no-cache")
 	h.Set("Vary", "Accept")
 	// Tell nginx-style proxies not to buffer the stream.
 	h.Set("X-Accel-Buffering", "no")
-	if r.ProtoMajor == 1 {
-		// The write deadline a stream sets stays on an HTTP/1 connection
-		// after the handler returns, so the connection must not be
-		// reused. (On HTTP/2 the deadline is the stream's own, and
-		// Connection: close would tear down every stream on the
-		// connection.)
-		h.Set("Connection", "close")
-	}
 }
 
 // send writes p to the client and flushes it, within WriteTimeout. It

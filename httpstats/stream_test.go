@@ -734,3 +734,46 @@ func checkStream(t *testing.T, track string, body io.Reader) int {
 		prevG, prevF, has = g, f, true
 	}
 }
+
+// TestStreamOverHTTP2: streams work over HTTP/2, share one connection,
+// and one ending (its client leaving) leaves the other running.
+func TestStreamOverHTTP2(t *testing.T) {
+	o := newOrigin(t, httpstats.Options{})
+	mux := http.NewServeMux()
+	mux.Handle("/stats/", http.StripPrefix("/stats", o))
+	ts := httptest.NewUnstartedServer(mux)
+	ts.EnableHTTP2 = true
+	ts.StartTLS()
+	t.Cleanup(func() {
+		o.Shutdown()
+		ts.Close()
+	})
+	b := publish(t, o, "p", "a.json", "b.json")
+	write(t, b, "a.json", "a0")
+	write(t, b, "b.json", "b0")
+	c := ts.Client()
+	sa := openStream(t, c, ts.URL+"/stats/a.json")
+	sb := openStream(t, c, ts.URL+"/stats/b.json")
+	for _, s := range []*sseStream{sa, sb} {
+		if s.resp.ProtoMajor != 2 || s.resp.Close {
+			t.Fatalf("stream response: HTTP/%d, Close %v; want HTTP/2 and a connection kept open", s.resp.ProtoMajor, s.resp.Close)
+		}
+	}
+	if ev := sa.next(t); ev.Data != "a0" {
+		t.Errorf("a.json first event %+v, want a0", ev)
+	}
+	if ev := sb.next(t); ev.Data != "b0" {
+		t.Errorf("b.json first event %+v, want b0", ev)
+	}
+	sa.close()
+	eventually(t, "the HTTP/2 stream whose client left is freed", func() bool { return o.Streams() == 1 })
+	write(t, b, "b.json", "b1")
+	if ev := sb.next(t); ev.Data != "b1" {
+		t.Errorf("b.json after the other stream ended: %+v, want b1", ev)
+	}
+	if err := b.Close(); err != nil {
+		t.Fatal(err)
+	}
+	sb.wantEnd(t)
+	wantNoStreams(t, o)
+}
