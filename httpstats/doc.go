@@ -119,7 +119,6 @@
 //	event: end
 //	data: closed
 //
-//
 // A stream ends without an end event when the client goes away (the
 // request's context ends), when a write to the client fails or takes
 // longer than WriteTimeout, and when the Origin is shut down. A client
