@@ -137,7 +137,10 @@
 // the client is in if that is still current, and otherwise the newest
 // group from frame 0, since deltas cannot be skipped. A client that keeps
 // up receives every frame; one that falls behind loses frames, never the
-// latest state, and costs at most StreamBuffer queued frames.
+// latest state, and costs at most StreamBuffer queued frames. Queued
+// frames are the track's own copies, shared by every stream and written
+// to each client from there, so a large frame costs its size once, not
+// once per stream.
 //
 // # Limits
 //

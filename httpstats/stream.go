@@ -1,8 +1,8 @@
 package httpstats
 
 import (
+	"bytes"
 	"encoding/base64"
-	"io"
 	"net/http"
 	"strconv"
 	"time"
@@ -172,12 +172,9 @@ func (o *Origin) serveStream(w http.ResponseWriter, r *http.Request, name string
 		w.Header().Set("Connection", "close")
 	}
 	w.WriteHeader(http.StatusOK)
-	rc := http.NewResponseController(w)
-	buf := make([]byte, 0, 512)
-	buf = append(buf, "retry: "...)
-	buf = strconv.AppendInt(buf, o.opts.Retry.Milliseconds(), 10)
-	buf = append(buf, "\n\n"...)
-	if !o.send(rc, w, buf) {
+	c := client{w: w, rc: http.NewResponseController(w), timeout: o.opts.WriteTimeout}
+	retry := strconv.AppendInt([]byte("retry: "), o.opts.Retry.Milliseconds(), 10)
+	if c.write(append(retry, "\n\n"...)) != nil || c.flush() != nil {
 		return
 	}
 
@@ -192,27 +189,18 @@ func (o *Origin) serveStream(w http.ResponseWriter, r *http.Request, name string
 		}
 		var ended bool
 		events, ended = s.take(events[:0])
-		buf = buf[:0]
-		for _, ev := range events {
-			buf = appendEvent(buf, s.t.kind, ev)
-		}
+		err := c.events(s.t.kind, events, ended)
 		clear(events) // do not keep frames alive while waiting
-		if ended {
-			buf = append(buf, endEvent...)
-		}
-		if len(buf) > 0 {
-			if !o.send(rc, w, buf) {
-				return
-			}
-			heartbeat.Reset(o.opts.Heartbeat)
-		}
-		if ended {
+		if err != nil || ended {
 			return
+		}
+		if len(events) > 0 {
+			heartbeat.Reset(o.opts.Heartbeat)
 		}
 		select {
 		case <-s.wake:
 		case <-heartbeat.C:
-			if !o.send(rc, w, []byte(ping)) {
+			if c.write([]byte(ping)) != nil || c.flush() != nil {
 				return
 			}
 		case <-r.Context().Done():
@@ -221,6 +209,84 @@ func (o *Origin) serveStream(w http.ResponseWriter, r *http.Request, name string
 			return
 		}
 	}
+}
+
+// client writes a stream's events to its client.
+type client struct {
+	w       http.ResponseWriter
+	rc      *http.ResponseController
+	timeout time.Duration
+	scratch [64]byte // an event's id line and data prefix
+}
+
+// events writes events, then the end event if ended, and flushes them.
+// Frames are written from the shared copies, not copied again, so a
+// large frame costs no memory per stream.
+func (c *client) events(k kind, events []event, ended bool) error {
+	for _, ev := range events {
+		if err := c.event(k, ev); err != nil {
+			return err
+		}
+	}
+	if ended {
+		if err := c.write([]byte(endEvent)); err != nil {
+			return err
+		}
+	}
+	if len(events) == 0 && !ended {
+		return nil
+	}
+	return c.flush()
+}
+
+// event writes ev as one event: its id line, its data, and the blank
+// line that dispatches it. A JSON frame is its text, one data line per
+// line (compact frames have one); any other frame is std base64.
+func (c *client) event(k kind, ev event) error {
+	head := append(c.scratch[:0], "id: "...)
+	head = appendEventID(head, ev.position)
+	head = append(head, '\n')
+	switch {
+	case k == kindJSON && !bytes.ContainsAny(ev.frame, "\r\n"):
+		head = append(head, "data: "...)
+		return c.write(head, ev.frame, []byte("\n\n"))
+	case k == kindJSON:
+		lines := appendDataLines(head, ev.frame)
+		return c.write(append(lines, '\n'))
+	default:
+		head = append(head, "data: "...)
+		if err := c.write(head); err != nil {
+			return err
+		}
+		enc := base64.NewEncoder(base64.StdEncoding, c.w)
+		if _, err := enc.Write(ev.frame); err != nil {
+			return err
+		}
+		if err := enc.Close(); err != nil {
+			return err
+		}
+		return c.write([]byte("\n\n"))
+	}
+}
+
+// write writes parts to the client, within the write timeout from now.
+// An error means the stream is over.
+func (c *client) write(parts ...[]byte) error {
+	// A server or wrapper that cannot set deadlines leaves slow clients
+	// to the server's own timeouts.
+	_ = c.rc.SetWriteDeadline(time.Now().Add(c.timeout))
+	for _, p := range parts {
+		if _, err := c.w.Write(p); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// flush sends what was written, within the write timeout from now.
+func (c *client) flush() error {
+	_ = c.rc.SetWriteDeadline(time.Now().Add(c.timeout))
+	return c.rc.Flush()
 }
 
 // The fixed parts of the wire format; see the package doc.
@@ -237,18 +303,6 @@ func setStreamHeaders(w http.ResponseWriter) {
 	h.Set("Vary", "Accept")
 	// Tell nginx-style proxies not to buffer the stream.
 	h.Set("X-Accel-Buffering", "no")
-}
-
-// send writes p to the client and flushes it, within WriteTimeout. It
-// reports whether that worked; when it did not the stream is over.
-func (o *Origin) send(rc *http.ResponseController, w io.Writer, p []byte) bool {
-	// A server or wrapper that cannot set deadlines leaves slow clients
-	// to the server's own timeouts.
-	_ = rc.SetWriteDeadline(time.Now().Add(o.opts.WriteTimeout))
-	if _, err := w.Write(p); err != nil {
-		return false
-	}
-	return rc.Flush() == nil
 }
 
 // retryAfter is the Retry-After value of a 503: Retry in whole seconds,
@@ -271,23 +325,6 @@ func canFlush(w http.ResponseWriter) bool {
 			return false
 		}
 	}
-}
-
-// appendEvent appends ev as one event: its id line, its data, and the
-// blank line that dispatches it. A JSON frame is its text, one data line
-// per line (compact frames have one); any other frame is std base64.
-func appendEvent(dst []byte, k kind, ev event) []byte {
-	dst = append(dst, "id: "...)
-	dst = appendEventID(dst, ev.position)
-	dst = append(dst, '\n')
-	if k == kindJSON {
-		dst = appendDataLines(dst, ev.frame)
-	} else {
-		dst = append(dst, "data: "...)
-		dst = base64.StdEncoding.AppendEncode(dst, ev.frame)
-		dst = append(dst, '\n')
-	}
-	return append(dst, '\n')
 }
 
 // appendEventID appends "G.F".
