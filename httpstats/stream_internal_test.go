@@ -1,0 +1,165 @@
+package httpstats
+
+import (
+	"fmt"
+	"strconv"
+	"testing"
+	"time"
+)
+
+// attach registers a stream on track name as subscribe does, without
+// HTTP, and takes its initial events.
+func attach(t *testing.T, o *Origin, name string, limit int) (*stream, []event) {
+	t.Helper()
+	o.opts.StreamBuffer = limit
+	s, code, msg := o.subscribe(name, position{}, false)
+	if s == nil {
+		t.Fatalf("subscribe(%q) = %d %s, want a stream", name, code, msg)
+	}
+	t.Cleanup(func() { o.unsubscribe(s) })
+	evs, _ := s.take(nil)
+	return s, evs
+}
+
+// ids renders events as "G.F=frame".
+func ids(evs []event) string {
+	out := ""
+	for i, ev := range evs {
+		if i > 0 {
+			out += " "
+		}
+		out += strconv.FormatUint(ev.group, 10) + "." + strconv.Itoa(ev.index) + "=" + string(ev.frame)
+	}
+	return out
+}
+
+func newTestOrigin(t *testing.T, tracks ...string) (*Origin, *Broadcast) {
+	t.Helper()
+	o, err := New(Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	o.now = func() time.Time { return time.UnixMilli(0) } // groups from 0
+	bc, err := o.Publish("p", tracks)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return o, bc.(*Broadcast)
+}
+
+func must(t *testing.T, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestQueueWithinLimitLosesNothing: a stream that is never more than its
+// limit behind gets every frame in order.
+func TestQueueWithinLimitLosesNothing(t *testing.T) {
+	o, b := newTestOrigin(t, "t.json")
+	s, _ := attach(t, o, "t.json", 3)
+	for round := range 3 {
+		for i := range 3 {
+			must(t, b.WriteFrame("t.json", []byte(fmt.Sprint(round, i))))
+		}
+		evs, _ := s.take(nil)
+		if len(evs) != 3 || s.resyncs != 0 {
+			t.Fatalf("round %d: took %s with %d resyncs, want 3 frames and none", round, ids(evs), s.resyncs)
+		}
+	}
+}
+
+// TestOverflowOnPlainTrackResyncsToLatest: a full queue is dropped and
+// the stream then gets the latest frame only.
+func TestOverflowOnPlainTrackResyncsToLatest(t *testing.T) {
+	o, b := newTestOrigin(t, "t.json")
+	must(t, b.WriteFrame("t.json", []byte("a")))
+	s, evs := attach(t, o, "t.json", 2)
+	if got, want := ids(evs), "0.0=a"; got != want {
+		t.Fatalf("initial events %s, want %s", got, want)
+	}
+	for _, f := range []string{"b", "c", "d", "e", "f"} {
+		must(t, b.WriteFrame("t.json", []byte(f)))
+	}
+	evs, _ = s.take(nil)
+	if got, want := ids(evs), "5.0=f"; got != want || s.resyncs != 1 {
+		t.Errorf("after overflow took %s (%d resyncs), want %s (1 resync)", got, s.resyncs, want)
+	}
+	if len(s.queue) != 0 || s.resync {
+		t.Errorf("after the resync: queue %d, resync %v; want empty and false", len(s.queue), s.resync)
+	}
+	must(t, b.WriteFrame("t.json", []byte("g")))
+	if evs, _ := s.take(nil); ids(evs) != "6.0=g" {
+		t.Errorf("after the resync took %s, want 6.0=g: queued again", ids(evs))
+	}
+}
+
+// TestOverflowOnGroupTrackContinuesTheGroup: a full queue on a ".z"
+// track, while the client's group is still current, resumes after the
+// client's last frame: no delta is lost and none repeated.
+func TestOverflowOnGroupTrackContinuesTheGroup(t *testing.T) {
+	o, b := newTestOrigin(t, "t.z")
+	must(t, b.WriteFrame("t.z", []byte("s")))
+	must(t, b.AppendFrame("t.z", []byte("d1")))
+	s, evs := attach(t, o, "t.z", 2)
+	if got, want := ids(evs), "0.0=s 0.1=d1"; got != want {
+		t.Fatalf("initial events %s, want %s", got, want)
+	}
+	for _, f := range []string{"d2", "d3", "d4"} {
+		must(t, b.AppendFrame("t.z", []byte(f)))
+	}
+	evs, _ = s.take(nil)
+	if got, want := ids(evs), "0.2=d2 0.3=d3 0.4=d4"; got != want || s.resyncs != 1 {
+		t.Errorf("after overflow in the same group took %s (%d resyncs), want %s (1 resync)", got, s.resyncs, want)
+	}
+}
+
+// TestOverflowOnGroupTrackRestartsAtNewestGroup: a full queue on a ".z"
+// track after the group changed restarts at frame 0 of the newest group,
+// since the missed deltas cannot be skipped.
+func TestOverflowOnGroupTrackRestartsAtNewestGroup(t *testing.T) {
+	o, b := newTestOrigin(t, "t.z")
+	must(t, b.WriteFrame("t.z", []byte("s")))
+	s, _ := attach(t, o, "t.z", 2)
+	must(t, b.AppendFrame("t.z", []byte("d1")))
+	must(t, b.WriteFrame("t.z", []byte("S")))
+	must(t, b.AppendFrame("t.z", []byte("D1")))
+	must(t, b.WriteFrame("t.z", []byte("Z")))
+	must(t, b.AppendFrame("t.z", []byte("Z1")))
+	evs, _ := s.take(nil)
+	if got, want := ids(evs), "2.0=Z 2.1=Z1"; got != want || s.resyncs != 1 {
+		t.Errorf("after overflow across groups took %s (%d resyncs), want %s (1 resync)", got, s.resyncs, want)
+	}
+}
+
+// TestCloseEndsAfterQueue: take reports the end together with the last
+// queued frames.
+func TestCloseEndsAfterQueue(t *testing.T) {
+	o, b := newTestOrigin(t, "t.json")
+	s, _ := attach(t, o, "t.json", 4)
+	must(t, b.WriteFrame("t.json", []byte("a")))
+	must(t, b.Close())
+	evs, ended := s.take(nil)
+	if ids(evs) != "0.0=a" || !ended {
+		t.Errorf("take after Close = %s, %v; want 0.0=a, true", ids(evs), ended)
+	}
+}
+
+// TestETagCarriesIncarnation: two broadcasts whose groups had the same
+// numbers (which nextGroup prevents within one Origin) still get
+// different ETags, from the incarnation.
+func TestETagCarriesIncarnation(t *testing.T) {
+	o, b := newTestOrigin(t, "t.json")
+	must(t, b.WriteFrame("t.json", []byte("a")))
+	v1, _, _ := o.lookup("t.json")
+	must(t, b.Close())
+	o.nextGroup = 0
+	bc, err := o.Publish("p", []string{"t.json"})
+	must(t, err)
+	must(t, bc.WriteFrame("t.json", []byte("b")))
+	v2, _, _ := o.lookup("t.json")
+	if v1.group != v2.group || v1.etag() == v2.etag() {
+		t.Errorf("ETags %s (group %d) and %s (group %d), want the same group and different ETags", v1.etag(), v1.group, v2.etag(), v2.group)
+	}
+}
