@@ -79,8 +79,9 @@ func (h Handle) Broadcast(path string) BroadcastStats {
 // are at MaxEntries.
 func (s *Stats) broadcastFor(key string) *bEntry {
 	if len(key) > s.maxPathLen {
+		e := s.broadcasts.Fold()
 		s.logOverflow(key, "MaxPathLen")
-		return s.broadcasts.Fold()
+		return e
 	}
 	e := s.broadcasts.Lookup(key)
 	if e.Key() == OverflowKey {
@@ -92,8 +93,9 @@ func (s *Stats) broadcastFor(key string) *bEntry {
 // sessionFor is broadcastFor for an auth root on tier t.
 func (s *Stats) sessionFor(t Tier, root string) *sEntry {
 	if len(root) > s.maxPathLen {
+		e := s.sessions[t].Fold()
 		s.logOverflow(root, "MaxPathLen")
-		return s.sessions[t].Fold()
+		return e
 	}
 	e := s.sessions[t].Lookup(root)
 	if e.Key() == OverflowKey {
