@@ -438,4 +438,3 @@ func FuzzLeaks(f *testing.F) {
 		runModel(t, modelRun{drops: true, keys: fuzzKeys}, ops)
 	})
 }
-
