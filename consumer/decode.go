@@ -219,7 +219,7 @@ func rootIsObject(frame []byte) error {
 		case '{':
 			return nil
 		}
-		kind := "not JSON"
+		var kind string
 		switch {
 		case c == '[':
 			kind = "an array"
@@ -231,6 +231,8 @@ func rootIsObject(frame []byte) error {
 			kind = "a boolean"
 		case c == '-' || c >= '0' && c <= '9':
 			kind = "a number"
+		default:
+			return &FrameError{Kind: ErrSyntax, Detail: "the frame starts with byte 0x" + strconv.FormatUint(uint64(c), 16) + ", not a JSON value"}
 		}
 		return &FrameError{Kind: ErrShape, Detail: "the frame is " + kind + ", want an object"}
 	}
