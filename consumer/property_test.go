@@ -52,19 +52,19 @@ type trafficModel struct {
 
 	// Open guards, by entry: a broadcast path's entry is pinned by every
 	// guard on any of its four slots.
-	pins      map[string]int
-	shown     map[bkey]bool // the slot opened since its entry was last unpinned
-	bcast     []openBroadcast
-	tracks    []openTrack
-	viewers   []openViewer
-	trackers  map[slot][]*moqstats.SessionBroadcasts
-	sessions  []openSession
-	sessPins  map[skey]int
-	owners    map[*moqstats.SubscriptionGuard]*moqstats.SessionBroadcasts
-	flush     func()
-	used      map[bkey]bool // the slot was opened in some life of its entry
-	flushes   int
-	reopened  int // slots opened again after their entry was unpinned and flushed
+	pins     map[string]int
+	shown    map[bkey]bool // the slot opened since its entry was last unpinned
+	bcast    []openBroadcast
+	tracks   []openTrack
+	viewers  []openViewer
+	trackers map[slot][]*moqstats.SessionBroadcasts
+	sessions []openSession
+	sessPins map[skey]int
+	owners   map[*moqstats.SubscriptionGuard]*moqstats.SessionBroadcasts
+	flush    func()
+	used     map[bkey]bool // the slot was opened in some life of its entry
+	flushes  int
+	reopened int // slots opened again after their entry was unpinned and flushed
 }
 
 type openBroadcast struct {

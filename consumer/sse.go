@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"io"
 	"math/rand/v2"
 	"net/http"
@@ -110,7 +111,11 @@ var ErrSkippedTrack = errors.New("consumer: track skipped")
 // backoff, to follow the node when it publishes again. An event id below
 // the last one seen means the server serves a new broadcast (the node
 // restarted while the follower was away): the track ends before the
-// event is applied.
+// event is applied. After an end the follower connects without
+// Last-Event-ID and skips the ended broadcast's last frame if the server
+// serves it again (same id, same bytes); a new broadcast whose first
+// frame matches both is skipped too, which costs only that frame's
+// resolution, since the next frame carries its counts.
 //
 // Memory is bounded: an event larger than the Aggregator's frame limit is
 // skipped (and reported) without being buffered, the index is capped by
@@ -122,12 +127,15 @@ func FollowHTTP(ctx context.Context, agg *Aggregator, base string, opts HTTPOpti
 		return fmt.Errorf("consumer: follow %q: %w", base, err)
 	}
 	bo := backoff{min: opts.MinBackoff, max: opts.MaxBackoff}
+	// Streams outlive one reading of the index: what a stream knows about
+	// an ended broadcast must survive until the node publishes again.
+	streams := map[[2]string]*stream{}
 	for {
 		idx, err := fetchIndex(ctx, &opts, base)
 		if err == nil {
 			var node string
 			node, err = nodeOf(&opts, idx)
-			if err == nil && followTracks(ctx, agg, &opts, base, node, idx.Tracks) {
+			if err == nil && followTracks(ctx, agg, &opts, base, node, idx.Tracks, streams) {
 				bo.reset()
 			}
 		}
@@ -181,7 +189,7 @@ func fetchIndex(ctx context.Context, opts *HTTPOptions, base string) (*Index, er
 
 // followTracks streams node's tracks until every one ended or ctx is done,
 // and reports whether any delivered an event.
-func followTracks(ctx context.Context, agg *Aggregator, opts *HTTPOptions, base, node string, tracks []string) bool {
+func followTracks(ctx context.Context, agg *Aggregator, opts *HTTPOptions, base, node string, tracks []string, streams map[[2]string]*stream) bool {
 	var wg sync.WaitGroup
 	var delivered atomic.Bool
 	seen := map[string]bool{}
@@ -198,7 +206,14 @@ func followTracks(ctx context.Context, agg *Aggregator, opts *HTTPOptions, base,
 			break
 		}
 		seen[name] = true
-		s := &stream{agg: agg, opts: opts, node: node, track: name, url: base + "/" + escapeTrack(name)}
+		s := streams[[2]string{node, name}]
+		if s == nil {
+			if len(streams) >= 4*opts.MaxTracks {
+				clear(streams) // a server renaming its node or tracks endlessly
+			}
+			s = &stream{agg: agg, opts: opts, node: node, track: name, url: base + "/" + escapeTrack(name)}
+			streams[[2]string{node, name}] = s
+		}
 		wg.Go(func() {
 			if s.run(ctx) {
 				delivered.Store(true)
@@ -230,6 +245,14 @@ type stream struct {
 	last    [2]int64 // lastID parsed (group, frame); valid if hasLast
 	hasLast bool
 	retry   time.Duration // the server's retry: hint; 0 if none
+	sum     uint64        // hash of the last frame applied
+
+	// After an end, the id and hash of the ended broadcast's last frame:
+	// a server may serve a closed broadcast's latest frame again until
+	// the node publishes anew, and that frame is already counted.
+	gone    bool
+	goneID  string
+	goneSum uint64
 }
 
 // run streams until the track ends or ctx is done, and reports whether
@@ -306,12 +329,19 @@ func (s *stream) connect(ctx context.Context) (ended, delivered bool, err error)
 		}
 		if ev.event == "end" {
 			s.agg.EndTrack(s.node, s.track, s.opts.Now())
+			if s.lastID != "" {
+				s.gone, s.goneID, s.goneSum = true, s.lastID, s.sum
+			}
 			s.lastID, s.hasLast = "", false // a new broadcast numbers from scratch
 			return true, delivered, nil
 		}
 		if ev.event != "" && ev.event != "message" {
 			continue
 		}
+		if s.gone && ev.hasID && ev.id == s.goneID && !ev.tooLarge && frameSum(ev.data) == s.goneSum {
+			continue // the ended broadcast's last frame, served again
+		}
+		s.gone = false
 		delivered = true
 		s.apply(ev)
 	}
@@ -335,10 +365,15 @@ func (s *stream) apply(ev *event) {
 		}
 	}
 	s.setID(ev)
+	s.sum = frameSum(ev.data)
 	if err := s.agg.Observe(s.node, s.track, s.opts.Now(), ev.data); err != nil {
 		s.opts.report(err)
 	}
 }
+
+var frameSeed = maphash.MakeSeed()
+
+func frameSum(b []byte) uint64 { return maphash.Bytes(frameSeed, b) }
 
 func (s *stream) setID(ev *event) {
 	if !ev.hasID {
