@@ -131,15 +131,23 @@ func (a *Aggregator) Observe(node, track string, at time.Time, frame []byte) err
 	if t.Kind == SessionsKind {
 		f, err := a.cfg.Decoder.Presence(frame)
 		if err != nil {
-			return fmt.Errorf("node %q track %q: %w", node, track, err)
+			return located(err, node, track)
 		}
 		return a.ObservePresence(node, t, at, f)
 	}
 	f, err := a.cfg.Decoder.Traffic(frame)
 	if err != nil {
-		return fmt.Errorf("node %q track %q: %w", node, track, err)
+		return located(err, node, track)
 	}
 	return a.ObserveTraffic(node, t, at, f)
+}
+
+// located records where a frame error came from.
+func located(err error, node, track string) error {
+	if fe, ok := err.(*FrameError); ok {
+		fe.Node, fe.Track = node, track
+	}
+	return err
 }
 
 // ObserveTraffic applies a decoded per-broadcast frame; track must be a

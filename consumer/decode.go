@@ -42,9 +42,12 @@ var (
 )
 
 // FrameError is a frame the decoder rejected: why (Kind), and where (the
-// entry and member it was in, when it was in one).
+// entry and member it was in, when it was in one; the node and track it
+// came from, when the Aggregator or a follower knows them).
 type FrameError struct {
 	Kind   error  // one of ErrFrameTooLarge ... ErrTooManyKeys
+	Node   string // set by Aggregator.Observe and the followers
+	Track  string // set with Node
 	Entry  string // the entry's key, truncated to 64 bytes; "" at the root
 	Field  string // the member within the entry, truncated; "" if none
 	Detail string
@@ -53,7 +56,11 @@ type FrameError struct {
 }
 
 func (e *FrameError) Error() string {
-	msg := "consumer: invalid frame: " + e.Kind.Error()
+	msg := "consumer: "
+	if e.Track != "" {
+		msg += "node " + strconv.Quote(e.Node) + " track " + strconv.Quote(e.Track) + ": "
+	}
+	msg += "invalid frame: " + e.Kind.Error()
 	if e.inKey {
 		msg += ": entry " + strconv.Quote(e.Entry)
 	}
@@ -94,11 +101,13 @@ func (e *FrameError) Unwrap() []error { return []error{ErrInvalidFrame, e.Kind} 
 //
 // sonic checks what it checks fastest, in native code: the UTF-8 of the
 // whole frame (package sonic/utf8), then the JSON grammar, including
-// control bytes and escapes in every string, trailing bytes and nesting
-// deeper than sonic's own limit of 4096, by decoding the frame into an
-// empty struct with ValidateString set. Neither rejects an unpaired
-// surrogate escape in a member the struct ignores, so a scan of the
-// frame's backslashes does. A sonic ast.Visitor then walks the frame once,
+// control bytes and escapes in every string and trailing bytes, by
+// decoding the frame into an empty struct with ValidateString set. Should
+// it reject the frame, encoding/json's grammar decides instead, so every
+// platform gives the same answer (sonic's arm64 decoder also rejects
+// numbers beyond float64's range, and sonic stops at 4096 levels). No
+// sonic config rejects an unpaired surrogate escape in a member it skips,
+// so a scan of the frame's backslashes does. A sonic ast.Visitor then walks the frame once,
 // building the map and checking what no sonic config checks: shapes,
 // nulls, duplicate keys, the counters' integer form and range, and the
 // depth of ignored members. Keys arrive in byte order from every known
@@ -191,7 +200,14 @@ func (d *Decoder) decode(frame []byte, out sink, lookup func(string) int) error 
 	// sonic validates what it skips.
 	var skip struct{}
 	if err := strictAPI.UnmarshalFromString(s, &skip); err != nil {
-		return syntaxError(frame, err)
+		// encoding/json's grammar has the last word, so that a frame
+		// gets the same answer on every platform: sonic's arm64 decoder
+		// also rejects numbers beyond float64's range, and both of
+		// sonic's stop at 4096 levels, where the visitor's depth limit
+		// gives the better error.
+		if fe := stdSyntax(frame); fe != nil {
+			return fe
+		}
 	}
 	if off := unpairedSurrogate(s); off >= 0 {
 		return &FrameError{Kind: ErrInvalidUTF8, Detail: "\\u escape of an unpaired surrogate at byte " + strconv.Itoa(off)}
@@ -239,31 +255,19 @@ func rootIsObject(frame []byte) error {
 	return &FrameError{Kind: ErrSyntax, Detail: "empty frame"}
 }
 
-// syntaxError describes a frame the grammar pass rejected. encoding/json
-// gives an offset for most problems; sonic alone also rejects nesting
-// deeper than 4096.
-func syntaxError(frame []byte, sonicErr error) *FrameError {
+// stdSyntax checks the frame against encoding/json's grammar, which
+// gives an offset, and returns nil if it holds.
+func stdSyntax(frame []byte) *FrameError {
 	var skip struct{}
 	var se *json.SyntaxError
 	if err := json.Unmarshal(frame, &skip); errors.As(err, &se) {
-		return &FrameError{Kind: ErrSyntax, Detail: se.Error() + " (at byte " + strconv.FormatInt(se.Offset, 10) + ")"}
-	}
-	msg := firstLine(sonicErr.Error())
-	if strings.Contains(msg, "exceeded max depth") {
-		// encoding/json nests up to 10000 levels, sonic to 4096.
-		return &FrameError{Kind: ErrTooDeep, Detail: "sonic: " + msg}
-	}
-	return &FrameError{Kind: ErrSyntax, Detail: "sonic: " + msg}
-}
-
-func firstLine(s string) string {
-	s, _ = strconv.Unquote(s) // sonic quotes its multi-line description
-	for i := range len(s) {
-		if s[i] == '\n' {
-			return s[:i]
+		kind := ErrSyntax
+		if strings.Contains(se.Error(), "max depth") {
+			kind = ErrTooDeep
 		}
+		return &FrameError{Kind: kind, Detail: se.Error() + " (at byte " + strconv.FormatInt(se.Offset, 10) + ")"}
 	}
-	return s
+	return nil
 }
 
 // firstInvalidUTF8 returns the offset of the first byte of b that does not

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"runtime"
 	"strings"
 	"testing"
 	"unsafe"
@@ -57,6 +58,7 @@ func TestDecodeReadsWhatProducersWrite(t *testing.T) {
 		{"whitespace and unsorted keys", " {\n\t\"b\" : { \"frames\" : 1 } ,\r\n \"a\":{}} \n", TrafficFrame{"a": {}, "b": {Frames: 1}}},
 		{"escapes in keys", `{"a\"b\\c\u0001\u00e9\ud83d\ude00":{}}`, TrafficFrame{"a\"b\\c\x01é😀": {}}},
 		{"the empty key", `{"":{"bytes":1}}`, TrafficFrame{"": {Bytes: 1}}},
+		{"numbers beyond float64 in ignored members", `{"x":{"big":1e400,"neg":-1E999,"long":123456789012345678901234567890}}`, TrafficFrame{"x": {}}},
 	}
 	for _, c := range cases {
 		got, err := DecodeTraffic([]byte(c.frame))
@@ -212,8 +214,13 @@ func TestSonicAloneAcceptsWhatTheDecoderRejects(t *testing.T) {
 		}
 	}
 	// And its default config accepts more, which the decoder's grammar
-	// pass (ValidateString) rejects.
-	for _, frame := range []string{"{\"a\x01\":{}}", `{"a":{"x":"\q"}}`} {
+	// pass (ValidateString) rejects. So on amd64: sonic's arm64 decoder
+	// checks escapes in skipped strings by itself.
+	frames := []string{"{\"a\x01\":{}}"}
+	if runtime.GOARCH == "amd64" {
+		frames = append(frames, `{"a":{"x":"\q"}}`)
+	}
+	for _, frame := range frames {
 		var m map[string]wiretest.Snapshot
 		if err := sonic.Unmarshal([]byte(frame), &m); err != nil {
 			t.Errorf("sonic's default config now rejects %q: %v", frame, err)

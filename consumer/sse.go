@@ -44,7 +44,8 @@ type HTTPOptions struct {
 	// retry: hint is honoured within them.
 	MinBackoff, MaxBackoff time.Duration
 	// IdleTimeout drops a stream that sent nothing, not even a ping, for
-	// this long, and reconnects.
+	// this long (headers included), and reconnects; it also bounds the
+	// index request.
 	IdleTimeout time.Duration
 	// MaxIndexSize caps the index document; MaxTracks caps the tracks
 	// followed per node.
@@ -160,6 +161,8 @@ func nodeOf(opts *HTTPOptions, idx *Index) (string, error) {
 }
 
 func fetchIndex(ctx context.Context, opts *HTTPOptions, base string) (*Index, error) {
+	ctx, cancel := context.WithTimeout(ctx, opts.IdleTimeout)
+	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/", nil)
 	if err != nil {
 		return nil, fmt.Errorf("consumer: index %q: %w", base, err)
@@ -295,6 +298,11 @@ func (s *stream) connect(ctx context.Context) (ended, delivered bool, err error)
 	if s.lastID != "" {
 		req.Header.Set("Last-Event-ID", s.lastID)
 	}
+	// The idle timer cancels the request when nothing arrives for too
+	// long, headers included: a half-open connection never returns an
+	// error by itself.
+	idle := time.AfterFunc(s.opts.IdleTimeout, cancel)
+	defer idle.Stop()
 	resp, err := s.opts.Client.Do(req)
 	if err != nil {
 		return false, false, fmt.Errorf("consumer: node %q track %q: %w", s.node, s.track, err)
@@ -307,10 +315,6 @@ func (s *stream) connect(ctx context.Context) (ended, delivered bool, err error)
 		return false, false, fmt.Errorf("consumer: node %q track %q: content type %q, want text/event-stream", s.node, s.track, ct)
 	}
 
-	// The idle timer cancels the request when nothing arrives for too
-	// long: a half-open connection never returns an error by itself.
-	idle := time.AfterFunc(s.opts.IdleTimeout, cancel)
-	defer idle.Stop()
 	maxFrame, _, _ := s.agg.cfg.Decoder.limits()
 	r := &eventReader{r: bufio.NewReaderSize(resp.Body, 64<<10), max: maxFrame}
 	for {
@@ -350,8 +354,8 @@ func (s *stream) connect(ctx context.Context) (ended, delivered bool, err error)
 // apply feeds one data event to the Aggregator, deduplicating by id.
 func (s *stream) apply(ev *event) {
 	if ev.tooLarge {
-		s.opts.report(fmt.Errorf("consumer: node %q track %q: event %q skipped: %w",
-			s.node, s.track, truncate(ev.id), &FrameError{Kind: ErrFrameTooLarge, Detail: "over the Aggregator's frame limit"}))
+		s.opts.report(&FrameError{Kind: ErrFrameTooLarge, Node: s.node, Track: s.track,
+			Detail: "event " + strconv.Quote(truncate(ev.id)) + " over the Aggregator's frame limit, skipped unread"})
 		s.setID(ev)
 		return
 	}
