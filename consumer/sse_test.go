@@ -417,3 +417,32 @@ func TestEventReader(t *testing.T) {
 		t.Fatalf("events\n %+v\nwant\n %+v", evs, want)
 	}
 }
+
+func TestFollowHTTPGivesUpOnAServerThatNeverAnswers(t *testing.T) {
+	var mu sync.Mutex
+	calls := map[string]int{}
+	release := make(chan struct{})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		calls[r.URL.Path]++
+		mu.Unlock()
+		if r.URL.Path == "/" {
+			w.Write([]byte(`{"path":".stats/node/x","tracks":["publisher.json"]}`))
+			return
+		}
+		select { // no headers, ever
+		case <-r.Context().Done():
+		case <-release:
+		}
+	}))
+	defer srv.Close()
+	defer close(release)
+	agg := newAgg(t, Config{})
+	stop := startFollow(t, agg, srv.URL, HTTPOptions{IdleTimeout: 50 * time.Millisecond})
+	defer stop()
+	eventually(t, "the request to be retried", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return calls["/publisher.json"] >= 3
+	})
+}
