@@ -55,6 +55,9 @@ type FrameError struct {
 	inFld  bool // Field is meaningful
 }
 
+// Error says what was wrong and where: "consumer: node "sjc/1" track
+// "publisher.json": invalid frame: invalid counter: entry "acme/live"
+// member "bytes": negative number -1".
 func (e *FrameError) Error() string {
 	msg := "consumer: "
 	if e.Track != "" {
@@ -459,6 +462,8 @@ func (v *frameVisitor) scalar(kind string) error {
 	}
 	return nil // inside an ignored member
 }
+
+// The ast.Visitor methods: sonic calls them in document order.
 
 func (v *frameVisitor) OnNull() error { return v.scalar("null") }
 
