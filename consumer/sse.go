@@ -1,0 +1,541 @@
+package consumer
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"hash/maphash"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// HTTP follower defaults, applied when the HTTPOptions field is zero.
+const (
+	DefaultMinBackoff   = 250 * time.Millisecond
+	DefaultMaxBackoff   = 30 * time.Second
+	DefaultIdleTimeout  = time.Minute
+	DefaultMaxIndexSize = 1 << 20
+	DefaultMaxTracks    = 64
+)
+
+// HTTPOptions configures FollowHTTP.
+type HTTPOptions struct {
+	// Client makes the requests; default a client with no overall
+	// timeout (streams are long-lived; IdleTimeout guards them).
+	Client *http.Client
+	// Prefix is the producers' prefix, to name the node from the
+	// advertised path; "" means moqstats.DefaultPrefix.
+	Prefix string
+	// Node, if set, names the node instead of the advertised path.
+	Node string
+	// MinBackoff and MaxBackoff bound the wait before a reconnect, which
+	// doubles after each failure (with jitter) and restarts from
+	// MinBackoff after a stream that delivered an event. A server's
+	// retry: hint is honoured within them.
+	MinBackoff, MaxBackoff time.Duration
+	// IdleTimeout drops a stream that sent nothing, not even a ping, for
+	// this long (headers included), and reconnects; it also bounds the
+	// index request.
+	IdleTimeout time.Duration
+	// MaxIndexSize caps the index document; MaxTracks caps the tracks
+	// followed per node.
+	MaxIndexSize int
+	MaxTracks    int
+	// Now stamps frames as they arrive; default time.Now.
+	Now func() time.Time
+	// OnError receives every failure the follower recovers from: requests
+	// that failed, streams that broke, frames the Aggregator rejected,
+	// tracks skipped. nil drops them.
+	OnError func(error)
+}
+
+func (o *HTTPOptions) defaults() {
+	if o.Client == nil {
+		o.Client = &http.Client{}
+	}
+	if o.MinBackoff <= 0 {
+		o.MinBackoff = DefaultMinBackoff
+	}
+	if o.MaxBackoff <= 0 {
+		o.MaxBackoff = DefaultMaxBackoff
+	}
+	o.MaxBackoff = max(o.MaxBackoff, o.MinBackoff)
+	if o.IdleTimeout <= 0 {
+		o.IdleTimeout = DefaultIdleTimeout
+	}
+	if o.MaxIndexSize <= 0 {
+		o.MaxIndexSize = DefaultMaxIndexSize
+	}
+	if o.MaxTracks <= 0 {
+		o.MaxTracks = DefaultMaxTracks
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+}
+
+func (o *HTTPOptions) report(err error) {
+	if o.OnError != nil {
+		o.OnError(err)
+	}
+}
+
+// Index is the document a node's stats endpoint serves at its base URL.
+type Index struct {
+	Path   string   `json:"path"`   // the advertised stats broadcast path
+	Tracks []string `json:"tracks"` // its tracks
+}
+
+// ErrSkippedTrack is reported (through HTTPOptions.OnError) for a track
+// the follower does not follow: a compressed .z track, or a name that is
+// not a stats track.
+var ErrSkippedTrack = errors.New("consumer: track skipped")
+
+// FollowHTTP follows one node's stats endpoint at base until ctx is done,
+// feeding agg, and then returns ctx.Err(). It reads the index at base/,
+// then streams every plain .json track as Server-Sent Events from
+// base/<track>, reconnecting with backoff and Last-Event-ID after a
+// failure. Compressed .z tracks are skipped (reported as
+// ErrSkippedTrack): their plain siblings carry the same values. An end
+// event means the broadcast closed: the track ends (Aggregator.EndTrack);
+// once every track ended the follower reads the index again, with
+// backoff, to follow the node when it publishes again. An event id below
+// the last one seen means the server serves a new broadcast (the node
+// restarted while the follower was away): the track ends before the
+// event is applied. After an end the follower connects without
+// Last-Event-ID and skips the ended broadcast's last frame if the server
+// serves it again (same id, same bytes); a new broadcast whose first
+// frame matches both is skipped too, which costs only that frame's
+// resolution, since the next frame carries its counts.
+//
+// Memory is bounded: an event larger than the Aggregator's frame limit is
+// skipped (and reported) without being buffered, the index is capped by
+// MaxIndexSize and its tracks by MaxTracks.
+func FollowHTTP(ctx context.Context, agg *Aggregator, base string, opts HTTPOptions) error {
+	opts.defaults()
+	base = strings.TrimSuffix(base, "/")
+	if _, err := url.Parse(base); err != nil {
+		return fmt.Errorf("consumer: follow %q: %w", base, err)
+	}
+	bo := backoff{min: opts.MinBackoff, max: opts.MaxBackoff}
+	// Streams outlive one reading of the index: what a stream knows about
+	// an ended broadcast must survive until the node publishes again.
+	streams := map[[2]string]*stream{}
+	for {
+		idx, err := fetchIndex(ctx, &opts, base)
+		if err == nil {
+			var node string
+			node, err = nodeOf(&opts, idx)
+			if err == nil && followTracks(ctx, agg, &opts, base, node, idx.Tracks, streams) {
+				bo.reset()
+			}
+		}
+		if err != nil {
+			opts.report(err)
+		}
+		if !sleep(ctx, bo.next()) {
+			return ctx.Err()
+		}
+	}
+}
+
+func nodeOf(opts *HTTPOptions, idx *Index) (string, error) {
+	if opts.Node != "" {
+		return opts.Node, nil
+	}
+	node, ok := NodeName(opts.Prefix, idx.Path)
+	if !ok {
+		return "", fmt.Errorf("consumer: advertised path %q is not a stats broadcast under prefix %q", truncate(idx.Path), opts.Prefix)
+	}
+	return node, nil
+}
+
+func fetchIndex(ctx context.Context, opts *HTTPOptions, base string) (*Index, error) {
+	ctx, cancel := context.WithTimeout(ctx, opts.IdleTimeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/", nil)
+	if err != nil {
+		return nil, fmt.Errorf("consumer: index %q: %w", base, err)
+	}
+	req.Header.Set("Accept", "application/json")
+	resp, err := opts.Client.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("consumer: index: %w", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("consumer: index %q: %s", base+"/", resp.Status)
+	}
+	body, err := io.ReadAll(io.LimitReader(resp.Body, int64(opts.MaxIndexSize)+1))
+	if err != nil {
+		return nil, fmt.Errorf("consumer: index %q: %w", base+"/", err)
+	}
+	if len(body) > opts.MaxIndexSize {
+		return nil, fmt.Errorf("consumer: index %q: larger than %d bytes", base+"/", opts.MaxIndexSize)
+	}
+	var idx Index
+	if err := json.Unmarshal(body, &idx); err != nil {
+		return nil, fmt.Errorf("consumer: index %q: %w", base+"/", err)
+	}
+	return &idx, nil
+}
+
+// followTracks streams node's tracks until every one ended or ctx is done,
+// and reports whether any delivered an event.
+func followTracks(ctx context.Context, agg *Aggregator, opts *HTTPOptions, base, node string, tracks []string, streams map[[2]string]*stream) bool {
+	var wg sync.WaitGroup
+	var delivered atomic.Bool
+	seen := map[string]bool{}
+	for _, name := range tracks {
+		if _, err := ParseTrack(name); err != nil {
+			opts.report(fmt.Errorf("%w: node %q: %w", ErrSkippedTrack, node, err))
+			continue
+		}
+		if seen[name] {
+			continue
+		}
+		if len(seen) == opts.MaxTracks {
+			opts.report(fmt.Errorf("%w: node %q: more than %d tracks", ErrSkippedTrack, node, opts.MaxTracks))
+			break
+		}
+		seen[name] = true
+		s := streams[[2]string{node, name}]
+		if s == nil {
+			if len(streams) >= 4*opts.MaxTracks {
+				clear(streams) // a server renaming its node or tracks endlessly
+			}
+			s = &stream{agg: agg, opts: opts, node: node, track: name, url: base + "/" + escapeTrack(name)}
+			streams[[2]string{node, name}] = s
+		}
+		wg.Go(func() {
+			if s.run(ctx) {
+				delivered.Store(true)
+			}
+		})
+	}
+	wg.Wait()
+	return delivered.Load()
+}
+
+// escapeTrack escapes each segment of a track name for a URL path.
+func escapeTrack(name string) string {
+	segs := strings.Split(name, "/")
+	for i, s := range segs {
+		segs[i] = url.PathEscape(s)
+	}
+	return strings.Join(segs, "/")
+}
+
+// stream follows one track's event stream across reconnects.
+type stream struct {
+	agg   *Aggregator
+	opts  *HTTPOptions
+	node  string
+	track string
+	url   string
+
+	lastID  string   // the last event id applied, sent as Last-Event-ID
+	last    [2]int64 // lastID parsed (group, frame); valid if hasLast
+	hasLast bool
+	retry   time.Duration // the server's retry: hint; 0 if none
+	sum     uint64        // hash of the last frame applied
+
+	// After an end, the id and hash of the ended broadcast's last frame:
+	// a server may serve a closed broadcast's latest frame again until
+	// the node publishes anew, and that frame is already counted.
+	gone    bool
+	goneID  string
+	goneSum uint64
+}
+
+// run streams until the track ends or ctx is done, and reports whether
+// any event arrived.
+func (s *stream) run(ctx context.Context) (any bool) {
+	bo := backoff{min: s.opts.MinBackoff, max: s.opts.MaxBackoff}
+	for {
+		ended, delivered, err := s.connect(ctx)
+		any = any || delivered
+		if ended || ctx.Err() != nil {
+			return any
+		}
+		if delivered {
+			bo.reset()
+		}
+		if err != nil {
+			s.opts.report(err)
+		}
+		wait := bo.next()
+		if s.retry > 0 {
+			wait = min(max(s.retry, s.opts.MinBackoff), s.opts.MaxBackoff)
+		}
+		if !sleep(ctx, wait) {
+			return any
+		}
+	}
+}
+
+// connect makes one request and reads its events. ended reports an end
+// event; delivered, that at least one data event arrived.
+func (s *stream) connect(ctx context.Context) (ended, delivered bool, err error) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, s.url, nil)
+	if err != nil {
+		return false, false, fmt.Errorf("consumer: node %q track %q: %w", s.node, s.track, err)
+	}
+	req.Header.Set("Accept", "text/event-stream")
+	req.Header.Set("Cache-Control", "no-cache")
+	if s.lastID != "" {
+		req.Header.Set("Last-Event-ID", s.lastID)
+	}
+	// The idle timer cancels the request when nothing arrives for too
+	// long, headers included: a half-open connection never returns an
+	// error by itself.
+	idle := time.AfterFunc(s.opts.IdleTimeout, cancel)
+	defer idle.Stop()
+	resp, err := s.opts.Client.Do(req)
+	if err != nil {
+		return false, false, fmt.Errorf("consumer: node %q track %q: %w", s.node, s.track, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return false, false, fmt.Errorf("consumer: node %q track %q: %s", s.node, s.track, resp.Status)
+	}
+	if ct := resp.Header.Get("Content-Type"); !strings.HasPrefix(ct, "text/event-stream") {
+		return false, false, fmt.Errorf("consumer: node %q track %q: content type %q, want text/event-stream", s.node, s.track, ct)
+	}
+
+	maxFrame, _, _ := s.agg.cfg.Decoder.limits()
+	r := &eventReader{r: bufio.NewReaderSize(resp.Body, 64<<10), max: maxFrame}
+	for {
+		ev, err := r.next(func() { idle.Reset(s.opts.IdleTimeout) })
+		if err != nil {
+			if ctx.Err() != nil && err != io.EOF {
+				err = fmt.Errorf("no data for %v: %w", s.opts.IdleTimeout, err)
+			}
+			return false, delivered, fmt.Errorf("consumer: node %q track %q: stream: %w", s.node, s.track, err)
+		}
+		if ev.retry > 0 {
+			s.retry = ev.retry
+		}
+		if ev.event == "" && !ev.hasData && !ev.hasID {
+			continue // a comment (": ping") or a bare retry:
+		}
+		if ev.event == "end" {
+			s.agg.EndTrack(s.node, s.track, s.opts.Now())
+			if s.lastID != "" {
+				s.gone, s.goneID, s.goneSum = true, s.lastID, s.sum
+			}
+			s.lastID, s.hasLast = "", false // a new broadcast numbers from scratch
+			return true, delivered, nil
+		}
+		if ev.event != "" && ev.event != "message" {
+			continue
+		}
+		if s.gone && ev.hasID && ev.id == s.goneID && !ev.tooLarge && frameSum(ev.data) == s.goneSum {
+			continue // the ended broadcast's last frame, served again
+		}
+		s.gone = false
+		delivered = true
+		s.apply(ev)
+	}
+}
+
+// apply feeds one data event to the Aggregator, deduplicating by id.
+func (s *stream) apply(ev *event) {
+	if ev.tooLarge {
+		s.opts.report(&FrameError{Kind: ErrFrameTooLarge, Node: s.node, Track: s.track,
+			Detail: "event " + strconv.Quote(truncate(ev.id)) + " over the Aggregator's frame limit, skipped unread"})
+		s.setID(ev)
+		return
+	}
+	if id, ok := parseEventID(ev.id); ok && s.hasLast {
+		switch cmpID(id, s.last) {
+		case 0:
+			return // the latest frame again, after a reconnect
+		case -1:
+			// The server numbers from scratch: a new broadcast.
+			s.agg.EndTrack(s.node, s.track, s.opts.Now())
+		}
+	}
+	s.setID(ev)
+	s.sum = frameSum(ev.data)
+	if err := s.agg.Observe(s.node, s.track, s.opts.Now(), ev.data); err != nil {
+		s.opts.report(err)
+	}
+}
+
+var frameSeed = maphash.MakeSeed()
+
+func frameSum(b []byte) uint64 { return maphash.Bytes(frameSeed, b) }
+
+func (s *stream) setID(ev *event) {
+	if !ev.hasID {
+		return
+	}
+	s.lastID = ev.id
+	s.last, s.hasLast = parseEventID(ev.id)
+}
+
+// parseEventID parses "G.F" (group, frame index).
+func parseEventID(id string) ([2]int64, bool) {
+	g, f, ok := strings.Cut(id, ".")
+	if !ok {
+		return [2]int64{}, false
+	}
+	gn, err1 := strconv.ParseInt(g, 10, 64)
+	fn, err2 := strconv.ParseInt(f, 10, 64)
+	if err1 != nil || err2 != nil || gn < 0 || fn < 0 {
+		return [2]int64{}, false
+	}
+	return [2]int64{gn, fn}, true
+}
+
+func cmpID(a, b [2]int64) int {
+	switch {
+	case a[0] != b[0]:
+		if a[0] < b[0] {
+			return -1
+		}
+		return 1
+	case a[1] < b[1]:
+		return -1
+	case a[1] > b[1]:
+		return 1
+	}
+	return 0
+}
+
+// event is one Server-Sent Event.
+type event struct {
+	id       string
+	hasID    bool
+	event    string
+	data     []byte
+	hasData  bool
+	tooLarge bool // data went over the limit and was dropped
+	retry    time.Duration
+}
+
+// eventReader parses a text/event-stream body (lines ending in \n or
+// \r\n). Data beyond max bytes is counted, not kept, so a hostile stream
+// costs bounded memory.
+type eventReader struct {
+	r   *bufio.Reader
+	max int
+	ev  event
+}
+
+// next returns the next event, calling alive after every line read.
+func (er *eventReader) next(alive func()) (*event, error) {
+	er.ev = event{data: er.ev.data[:0]}
+	ev := &er.ev
+	for {
+		line, long, err := er.line()
+		if err != nil {
+			return nil, err
+		}
+		alive()
+		if len(line) == 0 && !long {
+			if ev.hasData && len(ev.data) > 0 && ev.data[len(ev.data)-1] == '\n' {
+				ev.data = ev.data[:len(ev.data)-1]
+			}
+			return ev, nil
+		}
+		if line[0] == ':' {
+			continue // comment
+		}
+		field, value, _ := bytes.Cut(line, []byte(":"))
+		value = bytes.TrimPrefix(value, []byte(" "))
+		switch string(field) {
+		case "data":
+			ev.hasData = true
+			if long || len(ev.data)+len(value)+1 > er.max+1 {
+				ev.tooLarge, ev.data = true, ev.data[:0]
+			}
+			if !ev.tooLarge {
+				ev.data = append(append(ev.data, value...), '\n')
+			}
+		case "id":
+			if !long && !bytes.ContainsRune(value, 0) {
+				ev.id, ev.hasID = string(value), true
+			}
+		case "event":
+			if !long {
+				ev.event = string(value)
+			}
+		case "retry":
+			if ms, err := strconv.ParseUint(string(value), 10, 32); err == nil && !long {
+				ev.retry = time.Duration(ms) * time.Millisecond
+			}
+		}
+	}
+}
+
+// line returns the next line without its ending. A line longer than the
+// limit is drained and returned truncated, with long set.
+func (er *eventReader) line() (line []byte, long bool, err error) {
+	b, err := er.r.ReadSlice('\n')
+	if err == bufio.ErrBufferFull {
+		// Longer than the reader's buffer: keep up to max+1 bytes.
+		keep := append([]byte(nil), b...)
+		for err == bufio.ErrBufferFull {
+			b, err = er.r.ReadSlice('\n')
+			if len(keep) <= er.max {
+				keep = append(keep, b[:min(len(b), er.max+1-len(keep))]...)
+			}
+		}
+		if err != nil {
+			return nil, false, err
+		}
+		long = len(keep) > er.max
+		b = keep
+	} else if err != nil {
+		if err == io.EOF && len(b) > 0 {
+			err = io.ErrUnexpectedEOF
+		}
+		return nil, false, err
+	}
+	b = bytes.TrimSuffix(bytes.TrimSuffix(b, []byte("\n")), []byte("\r"))
+	return b, long, nil
+}
+
+// backoff is exponential backoff with jitter.
+type backoff struct {
+	min, max, cur time.Duration
+}
+
+func (b *backoff) reset() { b.cur = 0 }
+
+// next returns the next wait: cur doubled, within [min, max], then up to a
+// quarter less at random so followers of one server spread out.
+func (b *backoff) next() time.Duration {
+	if b.cur == 0 {
+		b.cur = b.min
+	} else {
+		b.cur = min(b.cur*2, b.max)
+	}
+	return b.cur - time.Duration(rand.Int64N(int64(b.cur)/4+1))
+}
+
+// sleep waits d or until ctx is done; it reports whether d elapsed.
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}

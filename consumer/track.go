@@ -1,0 +1,140 @@
+package consumer
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/moqstats/moqstats"
+)
+
+// Kind is what a track carries.
+type Kind uint8
+
+const (
+	// Publisher tracks (publisher.json) carry egress per broadcast: this
+	// node publishing to its peers and viewers.
+	Publisher Kind = iota
+	// Subscriber tracks (subscriber.json) carry ingress per broadcast.
+	Subscriber
+	// SessionsKind tracks (sessions.json) carry sessions per auth root.
+	SessionsKind
+)
+
+// String returns "publisher", "subscriber" or "sessions", the label values
+// dashboards use.
+func (k Kind) String() string {
+	switch k {
+	case Publisher:
+		return "publisher"
+	case Subscriber:
+		return "subscriber"
+	case SessionsKind:
+		return "sessions"
+	}
+	return fmt.Sprintf("Kind(%d)", uint8(k))
+}
+
+// Track is a parsed stats track name: [<tier>/]{publisher,subscriber,sessions}.json.
+type Track struct {
+	// Tier is the track's tier label: "" for the default tier (moqstats'
+	// External), "internal" for moqstats' Internal, or any label a newer
+	// producer uses ("region/sjc").
+	Tier string
+	Kind Kind
+}
+
+// Name returns the track name Track was parsed from.
+func (t Track) Name() string {
+	n := t.Kind.String() + ".json"
+	if t.Tier != "" {
+		n = t.Tier + "/" + n
+	}
+	return n
+}
+
+// TierName returns the tier as dashboards show it: "external" for the
+// default tier, and the label otherwise. A producer that names a tier
+// "external" shares the default tier's name.
+func (t Track) TierName() string {
+	if t.Tier == "" {
+		return moqstats.External.String()
+	}
+	return t.Tier
+}
+
+// ErrCompressed is returned for a compressed (.z) track, which this
+// package does not decode: read the plain .json sibling, which carries
+// the same values.
+var ErrCompressed = errors.New("consumer: compressed track")
+
+// ErrNotStatsTrack is returned for a name that is not a stats track.
+var ErrNotStatsTrack = errors.New("consumer: not a stats track")
+
+// ParseTrack parses a stats track name: an optional tier label (non-empty,
+// without a leading or trailing '/' or a "//"), then publisher.json,
+// subscriber.json or sessions.json. The six tracks moqstats writes all
+// parse; so do the named tiers of newer producers. A name with the .z
+// suffix of a compressed sibling returns ErrCompressed.
+func ParseTrack(name string) (Track, error) {
+	base := name
+	if strings.HasSuffix(name, ".json.z") {
+		return Track{}, fmt.Errorf("%w %q", ErrCompressed, name)
+	}
+	tier := ""
+	if i := strings.LastIndexByte(name, '/'); i >= 0 {
+		tier, base = name[:i], name[i+1:]
+		if tier == "" || tier[0] == '/' || tier[len(tier)-1] == '/' || strings.Contains(tier, "//") {
+			return Track{}, fmt.Errorf("%w: %q has a malformed tier", ErrNotStatsTrack, name)
+		}
+	}
+	var k Kind
+	switch base {
+	case "publisher.json":
+		k = Publisher
+	case "subscriber.json":
+		k = Subscriber
+	case "sessions.json":
+		k = SessionsKind
+	default:
+		return Track{}, fmt.Errorf("%w: %q", ErrNotStatsTrack, name)
+	}
+	return Track{Tier: tier, Kind: k}, nil
+}
+
+// NodeName returns the node a stats broadcast path names, reversing how a
+// producer builds it: prefix/node/<node> gives <node> ("sjc/1"), and
+// prefix/node gives "" (no node configured). prefix "" means
+// moqstats.DefaultPrefix. Both are compared after normalization (leading,
+// trailing and repeated '/' dropped). ok is false for a path outside
+// prefix/node.
+func NodeName(prefix, path string) (node string, ok bool) {
+	if prefix == "" {
+		prefix = moqstats.DefaultPrefix
+	}
+	root := normalize(prefix) + "/node"
+	p := normalize(path)
+	if p == root {
+		return "", true
+	}
+	if rest, found := strings.CutPrefix(p, root+"/"); found {
+		return rest, true
+	}
+	return "", false
+}
+
+// normalize trims leading and trailing '/' and collapses runs of '/', as
+// producers normalize paths.
+func normalize(p string) string {
+	var b strings.Builder
+	for seg := range strings.SplitSeq(p, "/") {
+		if seg == "" {
+			continue
+		}
+		if b.Len() > 0 {
+			b.WriteByte('/')
+		}
+		b.WriteString(seg)
+	}
+	return b.String()
+}
