@@ -1,11 +1,12 @@
 GO ?= go
 
-.PHONY: test fmt-check vet test-race bench-smoke test-arm64 demo bench profile
+.PHONY: test fmt-check vet actionlint test-race bench-smoke test-arm64 test-arm64-race test-arm64-race-selfcheck demo bench profile
 
-# The README's test command: formatting, vet, the race-enabled test suite
-# in both shard-selection builds (procPin by default, and the
-# moqstats_purego fallback), and every benchmark once so none rots.
-test: fmt-check vet test-race bench-smoke
+# The README's test command: formatting, vet, the CI workflow's lint, the
+# race-enabled test suite in both shard-selection builds (procPin by
+# default, and the moqstats_purego fallback), and every benchmark once so
+# none rots.
+test: fmt-check vet actionlint test-race bench-smoke
 
 fmt-check:
 	@out=$$(gofmt -l .); \
@@ -15,6 +16,12 @@ vet:
 	$(GO) vet ./...
 	$(GO) vet -tags moqstats_purego ./...
 	cd bench && $(GO) vet ./...
+
+# The CI workflow, checked by actionlint from the tools module (built on
+# first use). Its shellcheck and pyflakes passes are off, so the result does
+# not depend on what else the machine has installed.
+actionlint:
+	cd tools && $(GO) tool actionlint -shellcheck= -pyflakes= ../.github/workflows/*.yml
 
 test-race:
 	$(GO) test -race -count=1 ./...
@@ -33,6 +40,21 @@ test-arm64:
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq qemu-user-static >/dev/null; }
 	GOARCH=arm64 $(GO) test -count=1 -exec qemu-aarch64-static ./...
 	GOARCH=arm64 $(GO) test -count=1 -exec qemu-aarch64-static -tags moqstats_purego ./...
+
+# Every package's tests and the soak, built with -race for arm64 in both
+# builds, run in a full-system arm64 guest (qemu-system-aarch64, whose 48-bit
+# address space the race runtime needs), booted once on a CPU with LSE
+# atomics (max) and once without (cortex-a72). Fails when a test fails, the
+# race detector reports, or a guest does not finish in time. Installs what
+# it needs from Debian (as root); see .ci/arm64-race.sh for its settings.
+ARM64_RACE_SOAK ?= 5s
+test-arm64-race:
+	ARM64_RACE_SOAK=$(ARM64_RACE_SOAK) GO=$(GO) .ci/arm64-race.sh
+
+# Proves that test-arm64-race can fail: one boot running a planted data race
+# (internal/race), which passes only if the run fails with the race report.
+test-arm64-race-selfcheck:
+	GO=$(GO) .ci/arm64-race.sh selfcheck
 
 # A simulated relay printing every frame the stats broadcast writes.
 demo:
