@@ -24,6 +24,7 @@
 #   ARM64_RACE_TEST_TIMEOUT=10m    -test.timeout of each test binary
 #   ARM64_RACE_MEM=2048 ARM64_RACE_SMP=2   guest memory (MiB) and CPUs
 #   ARM64_RACE_CACHE=$HOME/.cache/moqstats-arm64-race   guest kernel and busybox
+#   ARM64_RACE_KEEP=           set to keep the work directory (binaries, initramfs, console logs)
 #
 # Debian only. Host packages that are missing are installed with apt-get
 # (as root); the guest's kernel and busybox are arm64 .debs fetched with
@@ -52,7 +53,7 @@ die() { say "error: $*" >&2; exit 1; }
 elapsed() { say "$1 took $((SECONDS - $2))s"; }
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/moqstats-arm64-race.XXXXXX")
-keep_work=
+keep_work=${ARM64_RACE_KEEP:-}
 trap '[[ -n $keep_work ]] || rm -rf "$work"' EXIT
 
 # --- host packages and guest pieces -----------------------------------------
@@ -79,46 +80,49 @@ ensure_host_packages() {
 
 # guest_file PACKAGE MEMBER: prints the path of MEMBER (a path in the
 # package, glob allowed) extracted from the arm64 PACKAGE at the version apt
-# knows now, fetching it when the cache lacks that version.
+# knows now, fetching it when the cache lacks that version. Fails when apt
+# does not know the package or cannot fetch that version.
 guest_file() {
 	local pkg=$1 member=$2 version out tmp
 	version=$(apt-cache show --no-all-versions "$pkg:arm64" 2>/dev/null | awk '/^Version:/ { print $2; exit }')
-	if [[ -z $version ]]; then
-		apt_update
-		version=$(apt-cache show --no-all-versions "$pkg:arm64" | awk '/^Version:/ { print $2; exit }')
-	fi
+	[[ -n $version ]] || return 1
 	out=$cache/$pkg-${version//[^A-Za-z0-9.+~-]/_}
 	if [[ ! -s $out ]]; then
 		say "fetching $pkg:arm64 $version" >&2
 		tmp=$(mktemp -d "$work/deb.XXXXXX")
-		chmod 755 "$tmp" # apt-get download runs as _apt where it can
-		(cd "$tmp" && apt-get download -qq "$pkg:arm64=$version" 2>/dev/null) ||
-			{ apt_update >&2 && (cd "$tmp" && apt-get download -qq "$pkg:arm64=$version"); }
+		(cd "$tmp" && apt-get download -qq -o APT::Sandbox::User=root "$pkg:arm64=$version") || return 1
 		mkdir -p "$cache"
-		dpkg-deb --fsys-tarfile "$tmp"/*.deb | tar -xO --wildcards "$member" >"$out.tmp"
-		[[ -s $out.tmp ]] || die "$pkg:arm64 $version has no $member"
+		dpkg-deb --fsys-tarfile "$tmp"/*.deb | tar -xO --wildcards "$member" >"$out.tmp" || return 1
+		[[ -s $out.tmp ]] || { say "$pkg:arm64 $version has no $member" >&2; return 1; }
 		mv "$out.tmp" "$out"
 		rm -rf "$tmp"
 	fi
 	printf '%s\n' "$out"
 }
 
+# fetch_guest_pieces sets kernel and busybox to the guest's kernel image
+# (whichever one linux-image-arm64 depends on now) and static busybox.
+fetch_guest_pieces() {
+	local image
+	image=$(apt-cache depends linux-image-arm64:arm64 2>/dev/null |
+		awk '/Depends: linux-image-/ { sub(/:arm64$/, "", $2); print $2; exit }')
+	[[ -n $image ]] || return 1
+	kernel=$(guest_file "$image" './boot/vmlinuz-*') || return 1
+	busybox=$(guest_file busybox-static ./bin/busybox) || return 1
+	say "guest kernel $image ($(basename "$kernel")), $(basename "$busybox")"
+}
+
 ensure_guest_pieces() {
 	if ! dpkg --print-foreign-architectures | grep -qx arm64; then
 		say "dpkg --add-architecture arm64"
 		dpkg --add-architecture arm64
-		apt_updated= && apt_update
-	fi
-	local image
-	image=$(apt-cache depends linux-image-arm64:arm64 2>/dev/null | awk '/Depends: linux-image-/ { sub(/:arm64$/, "", $2); print $2; exit }')
-	if [[ -z $image ]]; then
+		apt_updated=
 		apt_update
-		image=$(apt-cache depends linux-image-arm64:arm64 | awk '/Depends: linux-image-/ { sub(/:arm64$/, "", $2); print $2; exit }')
 	fi
-	[[ -n $image ]] || die "cannot tell which kernel linux-image-arm64:arm64 depends on"
-	kernel=$(guest_file "$image" './boot/vmlinuz-*')
-	busybox=$(guest_file busybox-static ./bin/busybox)
-	say "guest kernel $image ($(basename "$kernel")), $(basename "$busybox")"
+	# Stale package lists may name a version the mirror no longer has.
+	fetch_guest_pieces ||
+		{ [[ -z $apt_updated ]] && apt_update && fetch_guest_pieces; } ||
+		die "cannot fetch the guest's kernel and busybox (arm64 packages) with apt"
 }
 
 # --- test binaries ------------------------------------------------------------
@@ -132,18 +136,20 @@ cross() { GOOS=linux GOARCH=arm64 CGO_ENABLED=1 CC=aarch64-linux-gnu-gcc "$go" "
 # its import path and refuses two packages that share one, so packages are
 # built in groups within which those names are distinct.
 build() {
-	local name=$1 tags=$2 ip dir base g n=0
+	local name=$1 tags=$2 list ip dir base g n=0
 	shift 2
 	local -A taken=()
 	local -a groups=() ips=() dirs=() group_of=()
+	list=$(cross list -tags "$tags" -f '{{if or .TestGoFiles .XTestGoFiles}}{{.ImportPath}} {{.Dir}}{{end}}' "${@:-./...}")
 	while read -r ip dir; do
+		[[ -n $ip ]] || continue
 		base=${ip##*/}
 		g=0
 		while [[ -n ${taken[$g/$base]:-} ]]; do g=$((g + 1)); done
 		taken[$g/$base]=1
 		groups[g]+=" $ip"
 		ips+=("$ip") dirs+=("$dir") group_of+=("$g")
-	done < <(cross list -tags "$tags" -f '{{if or .TestGoFiles .XTestGoFiles}}{{.ImportPath}} {{.Dir}}{{end}}' "${@:-./...}")
+	done <<<"$list"
 	((${#ips[@]} > 0)) || die "no package with tests among ${*:-./...}"
 	for g in "${!groups[@]}"; do
 		# shellcheck disable=SC2086 # import paths have no spaces
@@ -158,7 +164,7 @@ build() {
 		echo "test $name $rel /t/$name/$n.test" >>"$work/root/manifest"
 		copy_package_dir "${dirs[n]}" "$rel"
 	done
-	say "$name build: ${#ips[@]} test binaries"
+	say "$name build: test binaries of ${#ips[@]} packages"
 }
 
 # copy_package_dir DIR REL: the package's own files and testdata, where
@@ -328,7 +334,9 @@ if [[ $mode == selfcheck ]]; then
 else
 	build default ""
 	build purego moqstats_purego
-	if [[ $soak != 0 && -d internal/soak ]]; then
+	# The soak, once internal/soak exists: its TestSoak runs when -soak is
+	# nonzero.
+	if [[ ! $soak =~ ^0[a-z]*$ && -d internal/soak ]]; then
 		for b in default purego; do
 			line=$(grep -E "^test $b \./internal/soak " "$work/root/manifest") ||
 				die "internal/soak has no test binary in the $b build"

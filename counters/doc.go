@@ -68,13 +68,14 @@
 // It cannot catch atomics read in the wrong order, such as open counters
 // summed before closed ones: that program is race-free, and wrong.
 //
-// Nor does emulation reproduce arm64's reorderings. qemu's TCG runs the
+// Nor does emulation reproduce arm64's reorderings. qemu's TCG performs the
 // guest's loads and stores as the host's, so on an amd64 host the guest
-// sees at most x86-TSO's reordering (a load passing an earlier store), not
-// the loads and stores passing each other that arm64 allows; real arm64
-// hardware, in turn, shows only the interleavings that happened to occur.
-// A passing run shows that both atomic code paths work and that the runs
-// seen kept closed <= open. That is why the argument above rests on the Go
-// memory model, which binds every CPU Go supports, and not on what a test
-// happened to see.
+// sees at most x86-TSO's one reordering (a load passing an earlier store).
+// The reordering that would break Read, a load of an open counter taking
+// effect before an earlier load of a closed one, is one x86 never makes:
+// no emulated run can show it, and on arm64 hardware a run shows only the
+// interleavings that happened to occur. A passing run shows that both
+// atomic code paths work and that the runs seen kept closed <= open. That
+// is why the argument above rests on the Go memory model, which binds every
+// CPU Go supports, and not on what a test happened to see.
 package counters
