@@ -32,8 +32,8 @@ bench-smoke:
 
 # The test suite built for arm64 (128-byte cache lines, a weaker memory
 # model) and run under qemu-user, in both builds. Installs qemu-user-static
-# from Debian when it is missing (as root). No -race: the race detector
-# needs a cgo cross toolchain and does not run under qemu-user.
+# from Debian when it is missing (as root). No -race: the race runtime needs
+# a 48-bit address space, which qemu-user lacks; test-arm64-race runs it.
 test-arm64:
 	@command -v qemu-aarch64-static >/dev/null || { \
 		echo "installing qemu-user-static"; \
