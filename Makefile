@@ -1,11 +1,12 @@
 GO ?= go
 
-.PHONY: test fmt-check vet test-race bench-smoke test-arm64 demo bench profile soak fuzz
+.PHONY: test fmt-check vet actionlint test-race bench-smoke test-arm64 test-arm64-race test-arm64-race-selfcheck soak fuzz demo bench profile
 
-# The README's test command: formatting, vet, the race-enabled test suite
-# in both shard-selection builds (procPin by default, and the
-# moqstats_purego fallback), and every benchmark once so none rots.
-test: fmt-check vet test-race bench-smoke
+# The README's test command: formatting, vet, the CI workflow's lint, the
+# race-enabled test suite in both shard-selection builds (procPin by
+# default, and the moqstats_purego fallback), and every benchmark once so
+# none rots.
+test: fmt-check vet actionlint test-race bench-smoke
 
 fmt-check:
 	@out=$$(gofmt -l .); \
@@ -15,24 +16,48 @@ vet:
 	$(GO) vet ./...
 	$(GO) vet -tags moqstats_purego ./...
 	cd bench && $(GO) vet ./...
+	cd promstats && $(GO) vet ./...
+
+# The CI workflow, checked by actionlint from the tools module (built on
+# first use). Its shellcheck and pyflakes passes are off, so the result does
+# not depend on what else the machine has installed.
+actionlint:
+	cd tools && $(GO) tool actionlint -shellcheck= -pyflakes= ../.github/workflows/*.yml
 
 test-race:
 	$(GO) test -race -count=1 ./...
 	$(GO) test -race -count=1 -tags moqstats_purego ./...
+	cd promstats && $(GO) test -race -count=1 ./...
 
 bench-smoke:
 	cd bench && $(GO) test -run '^$$' -bench . -benchtime 1x -cpu 2,64 .
+	$(GO) test -run '^$$' -bench . -benchtime 1x ./httpstats ./consumer
 
 # The test suite built for arm64 (128-byte cache lines, a weaker memory
 # model) and run under qemu-user, in both builds. Installs qemu-user-static
-# from Debian when it is missing (as root). No -race: the race detector
-# needs a cgo cross toolchain and does not run under qemu-user.
+# from Debian when it is missing (as root). No -race: the race runtime needs
+# a 48-bit address space, which qemu-user lacks; test-arm64-race runs it.
 test-arm64:
 	@command -v qemu-aarch64-static >/dev/null || { \
 		echo "installing qemu-user-static"; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq qemu-user-static >/dev/null; }
 	GOARCH=arm64 $(GO) test -count=1 -exec qemu-aarch64-static ./...
 	GOARCH=arm64 $(GO) test -count=1 -exec qemu-aarch64-static -tags moqstats_purego ./...
+
+# Every package's tests and the soak, built with -race for arm64 in both
+# builds, run in a full-system arm64 guest (qemu-system-aarch64, whose 48-bit
+# address space the race runtime needs), booted once on a CPU with LSE
+# atomics (max) and once without (cortex-a72). Fails when a test fails, the
+# race detector reports, or a guest does not finish in time. Installs what
+# it needs from Debian (as root); see .ci/arm64-race.sh for its settings.
+ARM64_RACE_SOAK ?= 5s
+test-arm64-race:
+	ARM64_RACE_SOAK=$(ARM64_RACE_SOAK) GO=$(GO) .ci/arm64-race.sh
+
+# Proves that test-arm64-race can fail: one boot running a planted data race
+# (internal/race), which passes only if the run fails with the race report.
+test-arm64-race-selfcheck:
+	GO=$(GO) .ci/arm64-race.sh selfcheck
 
 # Everything at once for SOAK (default 60s) under the race detector: guard
 # churn on hostile paths, failing writes, GOMAXPROCS changes, leaked guards;

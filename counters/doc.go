@@ -55,4 +55,27 @@
 //
 // The order is pinned by TestSnapshotReadsClosedBeforeOpen, which reads
 // this package's source, and exercised by concurrent tests.
+//
+// # What the tests show, and what they do not
+//
+// The concurrent tests run under the race detector on amd64 and arm64,
+// natively and in an emulated arm64 guest (make test-arm64-race), once on a
+// CPU with LSE atomics and once on one without, where every atomic add is a
+// load-exclusive/store-exclusive loop. The race detector judges the
+// executions it sees by the Go memory model, not by what the hardware did:
+// a plain access that no happens-before edge orders against a conflicting
+// one is reported even when the CPU happened to perform the two harmlessly.
+// It cannot catch atomics read in the wrong order, such as open counters
+// summed before closed ones: that program is race-free, and wrong.
+//
+// Nor does emulation reproduce arm64's reorderings. qemu's TCG performs the
+// guest's loads and stores as the host's, so on an amd64 host the guest
+// sees at most x86-TSO's one reordering (a load passing an earlier store).
+// The reordering that would break Read, a load of an open counter taking
+// effect before an earlier load of a closed one, is one x86 never makes:
+// no emulated run can show it, and on arm64 hardware a run shows only the
+// interleavings that happened to occur. A passing run shows that both
+// atomic code paths work and that the runs seen kept closed <= open. That
+// is why the argument above rests on the Go memory model, which binds every
+// CPU Go supports, and not on what a test happened to see.
 package counters

@@ -82,4 +82,20 @@
 //
 // Counters wrap at 2^64 like any uint64; at 100 Gbit/s a byte counter
 // takes 46 years to wrap.
+//
+// # What the tests show, and what they do not
+//
+// The tests run under the race detector on amd64 and arm64, natively and
+// in an emulated arm64 guest (make test-arm64-race), on a CPU with LSE
+// atomics and on one without (load-exclusive/store-exclusive loops). The
+// race detector checks the happens-before edges this package relies on,
+// whatever the hardware did: a cell or table published without a
+// synchronizing store, then used through another goroutine's lane or Sum,
+// is reported even where the CPU never reorders. Emulation does not show
+// arm64's own reorderings: qemu's TCG performs the guest's memory accesses
+// as the host's, so on an amd64 host the guest sees x86-TSO (where loads
+// are never reordered with loads, nor stores with stores), and arm64
+// hardware shows only the interleavings that occurred. So the guarantees
+// under Reading are argued from the Go memory model; the tests check that
+// the code keeps to it, not that every ordering was tried.
 package shard
