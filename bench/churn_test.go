@@ -8,10 +8,11 @@ import (
 	"github.com/moqstats/moqstats"
 )
 
-// BenchmarkChurn is target 6: guards opened and closed on existing entries
-// from every P, through the public path a relay takes (Broadcast(path),
-// then a track guard), next to a mutex-guarded map of entries. "hot" has
-// every goroutine on one broadcast; "spread" over 1024.
+// BenchmarkChurn is targets 6 and 9: guards opened and closed on existing
+// entries from every P, through the public path a relay takes
+// (Broadcast(path), then a track guard), next to a mutex-guarded map of
+// entries, with the leak check on (the default) and off. "hot" has every
+// goroutine on one broadcast; "spread" over 1024.
 func BenchmarkChurn(b *testing.B) {
 	for _, k := range []int{1, 1024} {
 		name := "hot"
@@ -22,24 +23,32 @@ func BenchmarkChurn(b *testing.B) {
 		for i := range paths {
 			paths[i] = fmt.Sprintf("customer-%d/live/%d", i%97, i)
 		}
-		b.Run(name+"/moqstats", func(b *testing.B) {
-			s := newStats(b)
-			h := s.Tier(moqstats.External)
-			for _, p := range paths { // keep every entry live
-				g := h.Broadcast(p).Publisher()
-				defer g.Close()
-			}
-			var next atomic.Uint32
-			b.ReportAllocs()
-			b.RunParallel(func(pb *testing.PB) {
-				i := int(next.Add(1)) * 7919
-				for pb.Next() {
-					t := h.Broadcast(paths[i%k]).PublisherTrack("video")
-					t.Close()
-					i++
+		for _, variant := range []struct {
+			name string
+			cfg  moqstats.Config
+		}{
+			{"moqstats", moqstats.Config{}},
+			{"moqstats-noleakcheck", moqstats.Config{DisableLeakCheck: true}},
+		} {
+			b.Run(name+"/"+variant.name, func(b *testing.B) {
+				s := newStatsConfig(b, variant.cfg)
+				h := s.Tier(moqstats.External)
+				for _, p := range paths { // keep every entry live
+					g := h.Broadcast(p).Publisher()
+					defer g.Close()
 				}
+				var next atomic.Uint32
+				b.ReportAllocs()
+				b.RunParallel(func(pb *testing.PB) {
+					i := int(next.Add(1)) * 7919
+					for pb.Next() {
+						t := h.Broadcast(paths[i%k]).PublisherTrack("video")
+						t.Close()
+						i++
+					}
+				})
 			})
-		})
+		}
 		b.Run(name+"/mutex-map", func(b *testing.B) {
 			m := NewMutexMap()
 			for _, p := range paths {
@@ -60,9 +69,16 @@ func BenchmarkChurn(b *testing.B) {
 }
 
 // BenchmarkGuardOpenClose reports the cost and allocations of each guard
-// kind's open and close on a live entry (target 3: at most 2 allocations).
+// kind's open and close on a live entry, with the leak check off (target 3:
+// at most 2 allocations) and on (runtime.AddCleanup adds its own).
 func BenchmarkGuardOpenClose(b *testing.B) {
-	s := newStats(b)
+	b.Run("leakcheck=off", func(b *testing.B) {
+		benchmarkGuardOpenClose(b, newStatsConfig(b, moqstats.Config{DisableLeakCheck: true}))
+	})
+	b.Run("leakcheck=on", func(b *testing.B) { benchmarkGuardOpenClose(b, newStats(b)) })
+}
+
+func benchmarkGuardOpenClose(b *testing.B, s *moqstats.Stats) {
 	h := s.Tier(moqstats.External)
 	bs := h.Broadcast("live")
 	pin := bs.Publisher()

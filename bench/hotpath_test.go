@@ -16,7 +16,14 @@ import (
 // run only when a benchmark calls Flush.
 func newStats(b *testing.B) *moqstats.Stats {
 	b.Helper()
-	s, err := moqstats.New(moqstats.Config{Origin: &Discard{}, Interval: time.Hour})
+	return newStatsConfig(b, moqstats.Config{})
+}
+
+// newStatsConfig is newStats with cfg's other settings.
+func newStatsConfig(b *testing.B, cfg moqstats.Config) *moqstats.Stats {
+	b.Helper()
+	cfg.Origin, cfg.Interval = &Discard{}, time.Hour
+	s, err := moqstats.New(cfg)
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -5,6 +5,7 @@ import (
 	"runtime"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/moqstats/moqstats"
 )
@@ -119,5 +120,44 @@ func BenchmarkHotEntryMemory(b *testing.B) {
 		s.Close()
 	}
 	b.ReportMetric(perEntry, "B/hot-entry")
+	b.ReportMetric(0, "ns/op")
+}
+
+// BenchmarkRetainedMemory reports what a collected broadcast costs while it
+// is retained (Config.Retention): its final counts, key and bookkeeping,
+// with no shards or padding. The same churn runs with retention and
+// without, and the difference in live heap, per key, is what retention
+// keeps. Each key used one slot.
+func BenchmarkRetainedMemory(b *testing.B) {
+	paths := make([]string, memoryEntries)
+	for i := range paths {
+		paths[i] = fmt.Sprintf("customer-%d/live/%d", i%97, i)
+	}
+	churn := func(retention time.Duration) (*moqstats.Stats, uint64) {
+		s, err := moqstats.New(moqstats.Config{Origin: &Discard{}, Interval: 1 << 62, Retention: retention})
+		if err != nil {
+			b.Fatal(err)
+		}
+		s.Flush()
+		before := heapInUse()
+		h := s.Tier(moqstats.External)
+		for _, p := range paths {
+			t := h.Broadcast(p).PublisherTrack("video")
+			t.Bytes(1200)
+			t.Close()
+		}
+		s.Flush() // final counts out: collected, and retained or not
+		s.Flush() // the frame without them
+		return s, heapInUse() - before
+	}
+	var perKey float64
+	for range b.N { // not b.Loop: see BenchmarkEntryMemory
+		on, kept := churn(0)
+		off, notKept := churn(moqstats.NoRetention)
+		perKey = (float64(kept) - float64(notKept)) / memoryEntries
+		on.Close()
+		off.Close()
+	}
+	b.ReportMetric(perKey, "B/retained-key")
 	b.ReportMetric(0, "ns/op")
 }

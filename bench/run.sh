@@ -30,6 +30,7 @@ for i in $(seq "$COUNT"); do
 		run "$1" "$2" -test.bench '^Benchmark(Uncontended|GuardOpenClose)$' -test.cpu 2 -test.benchtime "$BENCHTIME"
 	done
 	run bench.test procpin.txt -test.bench '^Benchmark(EntryMemory|HotEntryMemory)$' -test.cpu 2,64 -test.benchtime 3x
+	run bench.test procpin.txt -test.bench '^BenchmarkRetainedMemory$' -test.cpu 2 -test.benchtime 1x
 	run bench.test procpin.txt -test.bench '^Benchmark(Flush|Encode)$' -test.cpu 2 -test.benchtime 20x
 done
 

@@ -148,7 +148,8 @@ func main() {
 	}
 	bound("3", "allocations per bump (contended, -cpu 2)", "Contended/moqstats-2", "allocs/op", 0)
 	for _, g := range []string{"track", "broadcast", "subscription", "session"} {
-		bound("3", "allocations per "+g+" guard open+close", "GuardOpenClose/"+g+"-2", "allocs/op", 2)
+		bound("3", "allocations per "+g+" guard open+close, leak check off", "GuardOpenClose/leakcheck=off/"+g+"-2", "allocs/op", 2)
+		bound("3", "allocations per "+g+" guard open+close, leak check on", "GuardOpenClose/leakcheck=on/"+g+"-2", "allocs/op", 4)
 	}
 	for _, p := range []int{2, 64} {
 		bound("4", fmt.Sprintf("bytes per live entry, steady, -cpu %d", p), withProcs("EntryMemory", p), "B/entry-steady", 1536)
@@ -162,11 +163,19 @@ func main() {
 	ratio("5", "encoder: encoding/json / moqstats", "Encode/N=100000/encoding-json-2", "Encode/N=100000/moqstats-2", "ns/op", 5, inf)
 	ratio("5", "encoder: sonic.ConfigStd / moqstats", "Encode/N=100000/sonic-std-2", "Encode/N=100000/moqstats-2", "ns/op", 2, inf)
 	for _, k := range []string{"hot", "spread"} {
-		report("6", "churn "+k+", one P: mutex map / moqstats", "Churn/"+k+"/mutex-map", "Churn/"+k+"/moqstats", "ns/op")
-		for _, p := range []int{2, 8, 64} {
-			ratio("6", fmt.Sprintf("churn %s, -cpu %d: mutex map / moqstats", k, p), withProcs("Churn/"+k+"/mutex-map", p), withProcs("Churn/"+k+"/moqstats", p), "ns/op", 1, inf)
+		for _, v := range []string{"moqstats-noleakcheck", "moqstats"} {
+			report("6", "churn "+k+", one P: mutex map / "+v, "Churn/"+k+"/mutex-map", "Churn/"+k+"/"+v, "ns/op")
+			for _, p := range []int{2, 8, 64} {
+				ratio("6", fmt.Sprintf("churn %s, -cpu %d: mutex map / %s", k, p, v), withProcs("Churn/"+k+"/mutex-map", p), withProcs("Churn/"+k+"/"+v, p), "ns/op", 1, inf)
+			}
 		}
 	}
+	for _, k := range []string{"hot", "spread"} {
+		for _, p := range []int{1, 2, 8, 64} {
+			ratio("9", fmt.Sprintf("churn %s, -cpu %d: leak check on / off", k, p), withProcs("Churn/"+k+"/moqstats", p), withProcs("Churn/"+k+"/moqstats-noleakcheck", p), "ns/op", 0, 3)
+		}
+	}
+	bound("10", "bytes per retained key (one slot used)", "RetainedMemory-2", "B/retained-key", 512)
 
 	fmt.Println("| target | what | measured (medians) | wanted | met |")
 	fmt.Println("| --- | --- | --- | --- | --- |")
