@@ -31,6 +31,7 @@ for i in $(seq "$COUNT"); do
 	done
 	run bench.test procpin.txt -test.bench '^Benchmark(EntryMemory|HotEntryMemory)$' -test.cpu 2,64 -test.benchtime 3x
 	run bench.test procpin.txt -test.bench '^BenchmarkRetainedMemory$' -test.cpu 2 -test.benchtime 1x
+	run bench.test procpin.txt -test.bench '^BenchmarkLeakCheckMechanisms$' -test.cpu 1,2 -test.benchtime "$BENCHTIME"
 	run bench.test procpin.txt -test.bench '^Benchmark(Flush|Encode)$' -test.cpu 2 -test.benchtime 20x
 done
 

@@ -175,6 +175,11 @@ func main() {
 			ratio("9", fmt.Sprintf("churn %s, -cpu %d: leak check on / off", k, p), withProcs("Churn/"+k+"/moqstats", p), withProcs("Churn/"+k+"/moqstats-noleakcheck", p), "ns/op", 0, 3)
 		}
 	}
+	for _, p := range []int{1, 2} {
+		for _, m := range []string{"add-stop", "add-run", "finalizer"} {
+			report("9", fmt.Sprintf("leak check mechanism alone, -cpu %d: %s / allocation", p, m), withProcs("LeakCheckMechanisms/"+m, p), withProcs("LeakCheckMechanisms/alloc", p), "ns/op")
+		}
+	}
 	bound("10", "bytes per retained key (one slot used)", "RetainedMemory-2", "B/retained-key", 512)
 
 	fmt.Println("| target | what | measured (medians) | wanted | met |")
