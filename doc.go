@@ -21,7 +21,22 @@
 // Each per-broadcast frame maps broadcast path to a cumulative snapshot;
 // each session frame maps auth root to {sessions, sessions_closed}. Tier,
 // role and node are implied by the track and broadcast paths. Downstream
-// consumers compute rates from successive cumulative snapshots.
+// consumers compute rates from successive cumulative snapshots (package
+// consumer does).
+//
+// # Using it
+//
+// Build one Stats with New and Close it on shutdown. Per session, take a
+// Handle for its tier (Stats.Tier) and open a SessionGuard
+// (Handle.Session); per broadcast the session announces, a BroadcastGuard
+// (Handle.Broadcast, then BroadcastStats.Publisher or .Subscriber); per
+// subscription a session makes, a SubscriptionGuard (a SessionBroadcasts
+// from Handle.PublisherBroadcasts or .SubscriberBroadcasts, then
+// SessionBroadcasts.Subscribe); per track served, a TrackGuard
+// (BroadcastGuard.Track, or BroadcastStats.PublisherTrack and
+// .SubscriberTrack), whose Bytes, Frame and Group are the hot path. Close
+// every guard when what it stands for ends. The README's "Wiring into a
+// relay" maps a relay's events to these calls.
 //
 // # Counters
 //
@@ -42,9 +57,13 @@
 // sessions connected and disconnected under the auth root (Handle.Session),
 // whether or not any data flows, which is what presence billing wants.
 //
-// Counters only go up. A counter going backwards between two frames means
-// the entry was collected and re-created: treat it as a new segment, and
-// sum across resets for lifetime totals.
+// Counters only go up. A broadcast or root whose guards have all closed is
+// collected, and its final counts are kept for Config.Retention (5 minutes
+// by default): if it comes back within that window it continues from them,
+// so while retained a counter a frame shows never goes back. After the
+// window (or with NoRetention, or when MaxEntries evicts it) it starts
+// from zero: a counter going backwards between two frames means a new
+// segment, and lifetime totals sum across segments.
 //
 // # Frames
 //
@@ -63,8 +82,9 @@
 // baseline frame {} on all six tracks. A goroutine then runs one pass per
 // Config.Interval; Flush runs one now. Passes never overlap. Close stops
 // the goroutine, runs a final pass, so nothing bumped before Close is lost,
-// and closes the broadcast. The broadcast stays announced, with {} frames
-// when idle, until Close.
+// and closes the broadcast; a concurrent Close waits for it. The broadcast
+// stays announced, with {} frames when idle, until Close. A panic in the
+// Origin is recovered and returned as an error (ErrOriginPanicked).
 //
 // Go has no destructors, so every guard has a Close method. Close is
 // idempotent. A guard's bumps after its Close are dropped. Every method
@@ -78,7 +98,28 @@
 // the entry their counters live in. An entry is collected on the first pass
 // after its last guard closed, and only once its final state was written:
 // a pass first collects, then reads what it collected, and keeps a
-// collected entry until a frame carrying its final counts was written.
+// collected entry until a frame carrying its final counts was written. A
+// new entry for the same key that appears meanwhile (a write failed)
+// continues from it, so a failed write delays counts by one pass and never
+// loses them, and Close's one final pass publishes everything.
+//
+// # Guards dropped without Close
+//
+// A guard that becomes unreachable while open is closed by the garbage
+// collector, exactly as Close would have, once: counted in Stats.Leaked and
+// logged, at most once a second. It costs on guard open and close
+// (runtime.AddCleanup), never on a bump; Config.DisableLeakCheck turns it
+// off. The reclaim happens when a collection finds the guard, not at once.
+//
+// # Untrusted paths
+//
+// Paths and roots come from clients. A key longer than Config.MaxPathLen
+// (1,024 bytes by default) and a new key past Config.MaxEntries (65,536
+// broadcasts held, live or retained, and as many roots per tier) are
+// folded into OverflowKey, so totals stay exact while memory and frames
+// stay bounded; retained keys are evicted, oldest first, before anything
+// is folded. Folds are counted in Stats.Overflowed and logged. The README
+// lists every kind of bad input and what it gets.
 //
 // # Disabled stats
 //

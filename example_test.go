@@ -26,11 +26,15 @@ func Example() {
 	session := ext.Session("acme")
 	defer session.Close()
 	viewer := ext.PublisherBroadcasts()
+
+	// The broadcast is announced to the session, which subscribes.
+	announce := ext.Broadcast("acme/live").Publisher()
+	defer announce.Close()
 	sub := viewer.Subscribe("acme/live")
 	defer sub.Close()
 
 	// Per subscribed track: bump once per group, frame and payload.
-	track := ext.Broadcast("acme/live").PublisherTrack("video")
+	track := announce.Track("video")
 	defer track.Close()
 	track.Group()
 	track.Frame()
@@ -46,7 +50,7 @@ func Example() {
 	fmt.Println(string(frame))
 	// Output:
 	// .stats/node/sjc/1
-	// {"acme/live":{"announced":0,"announced_closed":0,"broadcasts":1,"broadcasts_closed":0,"subscriptions":1,"subscriptions_closed":0,"bytes":1200,"frames":1,"groups":1}}
+	// {"acme/live":{"announced":1,"announced_closed":0,"broadcasts":1,"broadcasts_closed":0,"subscriptions":1,"subscriptions_closed":0,"bytes":1200,"frames":1,"groups":1}}
 	// {"acme":{"sessions":1,"sessions_closed":0}}
 }
 

@@ -63,6 +63,21 @@
 // (the pass, serialized by its caller); everything else is safe for
 // concurrent use.
 //
+// # What the tests show, and what they do not
+//
+// The pin-then-check tests run under the race detector on amd64 and arm64,
+// natively and in an emulated arm64 guest (make test-arm64-race), with LSE
+// atomics and without. The race detector checks that what a guard writes
+// into an entry and what the pass reads from it are ordered by the atomics
+// above; a plain access left unordered is reported whatever the hardware
+// did. It does not check invariant 1: that rests on the atomics' single
+// sequentially consistent order (of the guard's count-then-load and the
+// collector's store-then-read, at least one sees the other), which no
+// interleaving a test happens to run can prove. Emulation adds little here:
+// qemu's TCG gives an arm64 guest the host's memory ordering (x86-TSO on
+// amd64), not arm64's own. That is why the argument above is made from the
+// Go memory model.
+//
 // # Cost
 //
 // A new entry is pushed on a lock-free stack when it is created. Merge
