@@ -39,6 +39,11 @@ const (
 	TrackInternalSessions   = "internal/sessions.json"
 )
 
+// CompressedSuffix names a track's compressed sibling: publisher.json.z
+// carries what publisher.json does, as groups of DEFLATE-compressed
+// snapshots and merge patches (Config.Compressed).
+const CompressedSuffix = ".z"
+
 // tracks lists the six tracks in publish order. The first four are the
 // per-broadcast tracks indexed by slot (tier*2 + role); the last two the
 // session tracks indexed by tier.
@@ -47,9 +52,31 @@ var tracks = [...]string{
 	TrackSessions, TrackInternalSessions,
 }
 
-// Tracks returns the six track names in the order Origin.Publish receives
-// them.
+// Tracks returns the six plain track names in the order Origin.Publish
+// receives them. With Config.Compressed each is followed by its
+// compressed sibling: see Stats.Tracks.
 func Tracks() []string { return append([]string(nil), tracks[:]...) }
+
+// compressedTracks are the compressed siblings of tracks, in its order.
+var compressedTracks = func() (z [len(tracks)]string) {
+	for i, t := range tracks {
+		z[i] = t + CompressedSuffix
+	}
+	return z
+}()
+
+// trackList is the list Publish receives: the six, each followed by its
+// compressed sibling when compressed.
+func trackList(compressed bool) []string {
+	if !compressed {
+		return Tracks()
+	}
+	out := make([]string, 0, 2*len(tracks))
+	for i, t := range tracks {
+		out = append(out, t, compressedTracks[i])
+	}
+	return out
+}
 
 // Config configures New. The zero Config builds a disabled Stats.
 type Config struct {
@@ -93,6 +120,24 @@ type Config struct {
 	// normalization; 0 means DefaultMaxPathLen, negative is an error.
 	// Longer ones are folded into OverflowKey.
 	MaxPathLen int
+	// Compressed adds a compressed sibling to every track, named with
+	// CompressedSuffix and published right after it, as moq-net publishes
+	// today: each group a DEFLATE stream whose frame 0 is a snapshot (the
+	// plain frame) and whose later frames are RFC 7396 merge patches (see
+	// package zframe). The Origin's Broadcast must implement Appender. The
+	// plain tracks do not change.
+	Compressed bool
+	// DeltaRatio ends a compressed group once the deltas written in it
+	// pass DeltaRatio times its snapshot, compressed sizes; 0 means 8,
+	// negative is an error. A group also ends at 256 frames.
+	DeltaRatio int
+	// NewerCounters writes the twelve fields moq-net writes today instead
+	// of the nine of its stats module's first form: announced_bytes (the
+	// broadcast name's length, at announce and at unannounce), fetches
+	// (BroadcastGuard.Fetch) and datagrams (TrackGuard.Datagram), in
+	// moq-net's order. Off, frames are byte for byte the nine-field ones.
+	NewerCounters bool
+
 	// DisableLeakCheck turns off reclaiming guards that are dropped
 	// without Close. By default a guard that becomes unreachable while
 	// open is closed by the garbage collector (runtime.AddCleanup), counted
@@ -117,6 +162,9 @@ type settings struct {
 	maxEntries int
 	maxPathLen int
 	leakCheck  bool
+	compressed bool
+	deltaRatio int
+	newer      bool
 }
 
 func (c *Config) settings() (settings, error) {
@@ -128,6 +176,12 @@ func (c *Config) settings() (settings, error) {
 		maxEntries: DefaultMaxEntries,
 		maxPathLen: DefaultMaxPathLen,
 		leakCheck:  !c.DisableLeakCheck,
+		compressed: c.Compressed,
+		deltaRatio: c.DeltaRatio,
+		newer:      c.NewerCounters,
+	}
+	if c.DeltaRatio < 0 {
+		return s, fmt.Errorf("%w: negative DeltaRatio %d", ErrInvalidConfig, c.DeltaRatio)
 	}
 	if c.Prefix != "" {
 		s.prefix = moqpath.Normalize(c.Prefix)

@@ -37,6 +37,9 @@ type (
 type broadcastEntry struct {
 	first slot
 	slots [4]atomic.Pointer[slot]
+	// claimed is set once first is installed, or being installed, as one
+	// of the four.
+	claimed atomic.Bool
 }
 
 // slotOf returns slot i of e, setting it up.
@@ -46,7 +49,7 @@ func slotOf(e *bEntry, i int) *slot {
 		return sl
 	}
 	sl := &b.first
-	if !sl.claimed.CompareAndSwap(false, true) {
+	if !b.claimed.CompareAndSwap(false, true) {
 		sl = new(slot)
 	}
 	sl.entry = e // before the slot is published below
@@ -55,7 +58,7 @@ func slotOf(e *bEntry, i int) *slot {
 	}
 	// Another guard set up slot i first.
 	if sl == &b.first {
-		sl.claimed.Store(false)
+		b.claimed.Store(false)
 	}
 	return b.slots[i].Load()
 }
@@ -107,15 +110,14 @@ type slotFields struct {
 	// after counting its pin (registry.State.Admit); set before the slot
 	// is published.
 	entry *bEntry
-	// claimed is set once an entry's own slot (broadcastEntry.first) is
-	// installed, or being installed, as one of its four.
-	claimed atomic.Bool
 }
 
 // slot pads slotFields to a power of two, a multiple of two cache lines.
 // Go's allocator places objects of such sizes at multiples of their size,
 // so the counters at offset 0 always start a line and share none with
-// another slot's.
+// another slot's. (slotFields must not fill the size exactly: Go pads a
+// struct that ends in a zero-size field, which the size test would
+// catch.)
 type slot struct {
 	slotFields
 	_ [slotSize - unsafe.Sizeof(slotFields{})]byte

@@ -53,32 +53,35 @@ func (s *Stats) reclaimed(kind guardKind, key string) {
 // no-ops.
 type BroadcastGuard struct {
 	s       *Stats
-	sl      *slot // pinned until Close
+	sl      *slot  // pinned until Close
+	nameLen uint64 // announced_bytes at open and at close
 	closed  atomic.Bool
 	cleanup runtime.Cleanup // zero without the leak check
 }
 
 // broadcastLeak is what a dropped BroadcastGuard's cleanup closes.
 type broadcastLeak struct {
-	s  *Stats
-	sl *slot
+	s       *Stats
+	sl      *slot
+	nameLen uint64
 }
 
-func newBroadcastGuard(s *Stats, sl *slot) *BroadcastGuard {
-	g := &BroadcastGuard{s: s, sl: sl}
+func newBroadcastGuard(s *Stats, sl *slot, nameLen uint64) *BroadcastGuard {
+	g := &BroadcastGuard{s: s, sl: sl, nameLen: nameLen}
 	if s.leakCheck {
-		g.cleanup = runtime.AddCleanup(g, reclaimBroadcast, broadcastLeak{s, sl})
+		g.cleanup = runtime.AddCleanup(g, reclaimBroadcast, broadcastLeak{s, sl, nameLen})
 	}
 	return g
 }
 
 func reclaimBroadcast(l broadcastLeak) {
-	closeBroadcastSlot(l.sl)
+	closeBroadcastSlot(l.sl, l.nameLen)
 	l.s.reclaimed(broadcastGuard, l.sl.entry.Key())
 }
 
-func closeBroadcastSlot(sl *slot) {
+func closeBroadcastSlot(sl *slot, nameLen uint64) {
 	sl.Add(counters.AnnouncedClosed, 1)
+	sl.Add(counters.AnnouncedBytes, nameLen)
 	sl.Add(counters.Pins, counters.Unpin) // after the close: see TrackGuard.Close
 }
 
@@ -86,11 +89,21 @@ func closeBroadcastSlot(sl *slot) {
 // subscriptions now and subscriptions_closed on Close. name is not
 // recorded. It returns nil once the broadcast guard or the Stats is
 // closed.
-func (g *BroadcastGuard) Track(name string) *TrackGuard {
+func (g *BroadcastGuard) Track(name string) *TrackGuard { return g.open(false) }
+
+// Fetch opens a guard for one fetch of the broadcast on the same role and
+// tier: it bumps fetches now, and its Bytes, Frame, Group and Datagram
+// count the fetched payload; its Close bumps nothing (a fetch is not a
+// subscription) but ends the pin. fetches is written with
+// Config.NewerCounters; the payload always counts. name is not recorded.
+// It returns nil once the broadcast guard or the Stats is closed.
+func (g *BroadcastGuard) Fetch(name string) *TrackGuard { return g.open(true) }
+
+func (g *BroadcastGuard) open(fetch bool) *TrackGuard {
 	if g == nil || g.closed.Load() || g.s.closed.Load() {
 		return nil
 	}
-	return openTrack(g.s, g.sl)
+	return openTrack(g.s, g.sl, fetch)
 }
 
 // Close bumps announced_closed and unpins the broadcast. Only the first
@@ -101,7 +114,7 @@ func (g *BroadcastGuard) Close() {
 	}
 	g.cleanup.Stop()
 	if g.closed.CompareAndSwap(false, true) {
-		closeBroadcastSlot(g.sl)
+		closeBroadcastSlot(g.sl, g.nameLen)
 	}
 }
 
@@ -115,14 +128,16 @@ type TrackGuard struct {
 	lane    shard.Lane
 	sl      *slot           // its entry pinned until Close
 	cleanup runtime.Cleanup // zero without the leak check
+	fetch   bool            // a fetch: no subscription to close
 }
 
 // trackLeak is what a dropped TrackGuard's cleanup closes: the cell its
 // lane attached to, in which it opened.
 type trackLeak struct {
-	s    *Stats
-	sl   *slot
-	cell *shard.Cell
+	s     *Stats
+	sl    *slot
+	cell  *shard.Cell
+	fetch bool
 }
 
 // openTrack opens a track guard on sl, or returns nil when sl's entry was
@@ -131,22 +146,28 @@ type trackLeak struct {
 // It attaches the lane, counts the pin in the lane's cell and bumps
 // subscriptions there, so a busy broadcast's guards open and close without
 // sharing a cache line (package registry: pin first, then check).
-func openTrack(s *Stats, sl *slot) *TrackGuard {
-	t := &TrackGuard{sl: sl}
+func openTrack(s *Stats, sl *slot, fetch bool) *TrackGuard {
+	t := &TrackGuard{sl: sl, fetch: fetch}
 	cell := sl.Attach(&t.lane)
 	if !pinOn(&t.lane, counters.Pins, &sl.entry.State) {
 		sl.Detach(&t.lane)
 		return nil
 	}
-	t.lane.Add(counters.Subscriptions, 1)
+	if fetch {
+		t.lane.Add(counters.Fetches, 1)
+	} else {
+		t.lane.Add(counters.Subscriptions, 1)
+	}
 	if s.leakCheck {
-		t.cleanup = runtime.AddCleanup(t, reclaimTrack, trackLeak{s, sl, cell})
+		t.cleanup = runtime.AddCleanup(t, reclaimTrack, trackLeak{s, sl, cell, fetch})
 	}
 	return t
 }
 
 func reclaimTrack(l trackLeak) {
-	l.cell[counters.SubscriptionsClosed].Add(1)
+	if !l.fetch {
+		l.cell[counters.SubscriptionsClosed].Add(1)
+	}
 	l.cell[counters.Pins].Add(counters.Unpin)
 	l.sl.Abandon(l.cell) // after the last bumps in it
 	l.s.reclaimed(trackGuard, l.sl.entry.Key())
@@ -177,15 +198,30 @@ func (t *TrackGuard) Group() {
 	}
 }
 
-// Close bumps subscriptions_closed and unpins the broadcast. Only the
-// first call has an effect; bumps after it are dropped.
+// Datagram counts a group sent as one datagram: it bumps datagrams, and
+// groups, frames and bytes (by n) for the group and its one frame.
+// datagrams is written with Config.NewerCounters; the rest always counts.
+func (t *TrackGuard) Datagram(n uint64) {
+	if t != nil {
+		t.lane.Add(counters.Datagrams, 1)
+		t.lane.Add(counters.Groups, 1)
+		t.lane.Add(counters.Frames, 1)
+		t.lane.Add(counters.Bytes, n)
+	}
+}
+
+// Close bumps subscriptions_closed (not for a fetch) and unpins the
+// broadcast. Only the first call has an effect; bumps after it are
+// dropped.
 func (t *TrackGuard) Close() {
 	if t == nil {
 		return
 	}
 	t.cleanup.Stop()
 	if cell := t.sl.Detach(&t.lane); cell != nil {
-		cell[counters.SubscriptionsClosed].Add(1)
+		if !t.fetch {
+			cell[counters.SubscriptionsClosed].Add(1)
+		}
 		// Unpin last: a pass that sees the pin gone then sees the close.
 		cell[counters.Pins].Add(counters.Unpin)
 	}

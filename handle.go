@@ -71,7 +71,7 @@ func (h Handle) Broadcast(path string) BroadcastStats {
 	if moqpath.HasPrefix(key, s.prefix) {
 		return BroadcastStats{}
 	}
-	return BroadcastStats{s: s, e: s.broadcastFor(key), tier: h.tier}
+	return BroadcastStats{s: s, e: s.broadcastFor(key), tier: h.tier, nameLen: uint64(len(key))}
 }
 
 // broadcastFor returns the entry for a normalized path: its own, or the
@@ -147,9 +147,10 @@ func (h Handle) Session(root string) *SessionGuard {
 // BroadcastStats is a per-broadcast, tier-scoped view: open guards from it.
 // It is a small value and pins nothing; the zero BroadcastStats is empty.
 type BroadcastStats struct {
-	s    *Stats
-	e    *bEntry // unpinned: may have been collected
-	tier Tier
+	s       *Stats
+	e       *bEntry // unpinned: may have been collected
+	tier    Tier
+	nameLen uint64 // of the normalized path: announced_bytes
 }
 
 // IsEmpty reports whether the view has no counters behind it (a path under
@@ -178,25 +179,33 @@ func (b BroadcastStats) open(r role) *BroadcastGuard {
 		return sl.pin()
 	})
 	sl.Add(counters.Announced, 1)
-	return newBroadcastGuard(b.s, sl)
+	sl.Add(counters.AnnouncedBytes, b.nameLen)
+	return newBroadcastGuard(b.s, sl, b.nameLen)
 }
 
 // PublisherTrack opens a publisher track guard without a broadcast guard,
 // for callers that track the broadcast's lifetime elsewhere. name is not
 // recorded (counters are per broadcast); it is there for symmetry with the
 // rest of a relay's API.
-func (b BroadcastStats) PublisherTrack(name string) *TrackGuard { return b.track(publisher) }
+func (b BroadcastStats) PublisherTrack(name string) *TrackGuard { return b.track(publisher, false) }
 
 // SubscriberTrack is the subscriber counterpart of PublisherTrack.
-func (b BroadcastStats) SubscriberTrack(name string) *TrackGuard { return b.track(subscriber) }
+func (b BroadcastStats) SubscriberTrack(name string) *TrackGuard { return b.track(subscriber, false) }
 
-func (b BroadcastStats) track(r role) *TrackGuard {
+// PublisherFetch opens a fetch guard without a broadcast guard: see
+// BroadcastGuard.Fetch.
+func (b BroadcastStats) PublisherFetch(name string) *TrackGuard { return b.track(publisher, true) }
+
+// SubscriberFetch is the subscriber counterpart of PublisherFetch.
+func (b BroadcastStats) SubscriberFetch(name string) *TrackGuard { return b.track(subscriber, true) }
+
+func (b BroadcastStats) track(r role, fetch bool) *TrackGuard {
 	if !b.live() {
 		return nil
 	}
 	var t *TrackGuard
 	b.s.broadcasts.Pin(b.e.Key(), b.e, func(e *bEntry) bool {
-		t = openTrack(b.s, slotOf(e, slotIndex(b.tier, r)))
+		t = openTrack(b.s, slotOf(e, slotIndex(b.tier, r)), fetch)
 		return t != nil
 	})
 	return t

@@ -9,6 +9,7 @@ import (
 	"github.com/moqstats/moqstats/encode"
 	"github.com/moqstats/moqstats/internal/registry"
 	"github.com/moqstats/moqstats/snapshot"
+	"github.com/moqstats/moqstats/zframe"
 )
 
 // New builds a Stats from cfg. With an Origin, it publishes the stats
@@ -28,12 +29,22 @@ func New(cfg Config) (*Stats, error) {
 	if cfg.Origin == nil {
 		return s, nil
 	}
-	bc, err := publish(cfg.Origin, s.path)
+	bc, err := publish(cfg.Origin, s.path, trackList(s.compressed))
 	if err != nil {
 		return nil, fmt.Errorf("moqstats: publishing %s: %w", s.path, err)
 	}
 	if bc == nil {
 		return nil, fmt.Errorf("moqstats: publishing %s: Origin returned a nil Broadcast", s.path)
+	}
+	if s.compressed {
+		app, ok := bc.(Appender)
+		if !ok {
+			return nil, errors.Join(fmt.Errorf("%w: Compressed needs a Broadcast with AppendFrame (moqstats.Appender); %T has none", ErrInvalidConfig, bc), closeBroadcast(bc, s.path))
+		}
+		s.app = app
+		for i := range s.z {
+			s.z[i] = zframe.NewWriter(s.deltaRatio)
+		}
 	}
 	s.bc = bc
 	s.start = time.Now()
@@ -57,10 +68,30 @@ func New(cfg Config) (*Stats, error) {
 		})
 	}
 	for i := range s.tracks {
-		s.tracks[i] = snapshot.Track[counters.Snapshot]{Name: tracks[i], AppendMembers: encode.AppendBroadcastMembers}
+		t := &s.tracks[i]
+		*t = snapshot.Track[counters.Snapshot]{Name: tracks[i], AppendMembers: encode.AppendBroadcastMembers}
+		if s.newer {
+			t.AppendMembers = encode.AppendBroadcastMembersAll
+		}
+		if s.compressed {
+			t.AppendValue = encode.AppendSnapshot
+			t.AppendPatch = func(dst []byte, old, cur *counters.Snapshot) []byte {
+				return encode.AppendSnapshotPatch(dst, old, cur, false)
+			}
+			if s.newer {
+				t.AppendValue = encode.AppendSnapshotAll
+				t.AppendPatch = func(dst []byte, old, cur *counters.Snapshot) []byte {
+					return encode.AppendSnapshotPatch(dst, old, cur, true)
+				}
+			}
+		}
 	}
 	for i := range s.sessionTracks {
-		s.sessionTracks[i] = snapshot.Track[counters.SessionSnapshot]{Name: tracks[len(s.tracks)+i], AppendMembers: encode.AppendSessionMembers}
+		t := &s.sessionTracks[i]
+		*t = snapshot.Track[counters.SessionSnapshot]{Name: tracks[len(s.tracks)+i], AppendMembers: encode.AppendSessionMembers}
+		if s.compressed {
+			t.AppendValue, t.AppendPatch = encode.AppendSessionSnapshot, encode.AppendSessionPatch
+		}
 	}
 	s.stop, s.done, s.final = make(chan struct{}), make(chan struct{}), make(chan struct{})
 	if err := s.Flush(); err != nil {
@@ -135,14 +166,19 @@ func (s *Stats) run() {
 // The Origin is the caller's code, and a pass must survive it: a panic in
 // Publish, WriteFrame or Close is recovered and returned as an error.
 
-func publish(o Origin, path string) (bc Broadcast, err error) {
+func publish(o Origin, path string, tracks []string) (bc Broadcast, err error) {
 	defer recoverInto(&err, "Origin.Publish of "+path)
-	return o.Publish(path, Tracks())
+	return o.Publish(path, tracks)
 }
 
 func writeFrame(bc Broadcast, track string, frame []byte) (err error) {
 	defer recoverInto(&err, "Broadcast.WriteFrame")
 	return bc.WriteFrame(track, frame)
+}
+
+func appendFrame(a Appender, track string, frame []byte) (err error) {
+	defer recoverInto(&err, "Broadcast.AppendFrame")
+	return a.AppendFrame(track, frame)
 }
 
 func closeBroadcast(bc Broadcast, path string) (err error) {

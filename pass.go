@@ -6,6 +6,7 @@ import (
 	"sync/atomic"
 	"unsafe"
 
+	"github.com/moqstats/moqstats/counters"
 	"github.com/moqstats/moqstats/internal/prefetch"
 	"github.com/moqstats/moqstats/snapshot"
 )
@@ -45,13 +46,18 @@ func (s *Stats) pass() error {
 	collected := s.readBroadcasts(rows)
 	var errs []error
 	for i := range s.tracks {
-		errs = appendErr(errs, flush(s.bc, &s.tracks[i]))
+		errs = appendErr(errs, flushTrack(s, i, &s.tracks[i]))
 	}
 	if collected {
 		s.broadcasts.Retain(now, func(e *bEntry) bool {
 			for i := range e.Value.slots {
-				if sl := e.Value.slots[i].Load(); sl != nil && !s.tracks[i].Settled(sl.Read(), &sl.emitted) {
+				if sl := e.Value.slots[i].Load(); sl != nil && !s.tracks[i].Settled(s.read(sl), &sl.emitted) {
 					return false
+				}
+			}
+			for i := range e.Value.slots {
+				if sl := e.Value.slots[i].Load(); sl != nil {
+					s.tracks[i].Gone(e.Key(), e.Quoted(), &sl.emitted)
 				}
 			}
 			if hook := testHookDropped.Load(); hook != nil {
@@ -70,17 +76,30 @@ func (s *Stats) pass() error {
 			if !e.Value.gauge.Pinned() && m.Collect(e, sessionPinned) {
 				collected = true
 			}
-			tr.Offer(e.Quoted(), e.Value.gauge.Read(), &e.Value.emitted)
+			tr.Offer(e.Key(), e.Quoted(), e.Value.gauge.Read(), &e.Value.emitted)
 		}
-		errs = appendErr(errs, flush(s.bc, tr))
+		errs = appendErr(errs, flushTrack(s, len(s.tracks)+t, tr))
 		if collected {
 			m.Retain(now, func(e *sEntry) bool {
-				return tr.Settled(e.Value.gauge.Read(), &e.Value.emitted)
+				if !tr.Settled(e.Value.gauge.Read(), &e.Value.emitted) {
+					return false
+				}
+				tr.Gone(e.Key(), e.Quoted(), &e.Value.emitted)
+				return true
 			})
 		}
 		m.Expire(now)
 	}
 	return errors.Join(errs...)
+}
+
+// read reads a slot's counters for the frames: the nine, or all twelve
+// with NewerCounters.
+func (s *Stats) read(sl *slot) counters.Snapshot {
+	if s.newer {
+		return sl.ReadAll()
+	}
+	return sl.Read()
 }
 
 // Prefetch distance and encoding interval of readBroadcasts, in rows.
@@ -116,7 +135,7 @@ func (s *Stats) readBroadcasts(rows []*bEntry) (collected bool) {
 		}
 		for i, sl := range slots {
 			if sl != nil {
-				s.tracks[i].Offer(e.Quoted(), sl.Read(), &sl.emitted)
+				s.tracks[i].Offer(e.Key(), e.Quoted(), s.read(sl), &sl.emitted)
 			}
 		}
 		if j%encodeEvery == encodeEvery-1 {
@@ -145,19 +164,57 @@ func appendErr(errs []error, err error) []error {
 	return errs
 }
 
-// flush writes t's frame unless its bytes equal the last frame written.
-// Only a frame that reached the wire is committed.
-func flush[V snapshot.Value](bc Broadcast, t *snapshot.Track[V]) error {
+// flushTrack writes the frame of t, track i, and then its compressed
+// sibling's.
+func flushTrack[V snapshot.Value](s *Stats, i int, t *snapshot.Track[V]) error {
+	frame, err := flush(s.bc, t)
+	if s.z[i] == nil {
+		return err
+	}
+	return errors.Join(err, flushCompressed(s, i, t, frame))
+}
+
+// flush writes t's frame unless its bytes equal the last frame written,
+// and returns this tick's frame (written or not). Only a frame that
+// reached the wire is committed.
+func flush[V snapshot.Value](bc Broadcast, t *snapshot.Track[V]) ([]byte, error) {
 	if !t.Changed() {
 		t.Commit(nil) // provably the last frame's bytes: nothing to encode
-		return nil
+		return t.Last(), nil
 	}
 	frame := t.Frame()
 	if !t.Unchanged(frame) {
 		if err := writeFrame(bc, t.Name, frame); err != nil {
-			return fmt.Errorf("moqstats: writing %s: %w", t.Name, err)
+			return frame, fmt.Errorf("moqstats: writing %s: %w", t.Name, err)
 		}
 	}
 	t.Commit(frame)
+	return frame, nil
+}
+
+// flushCompressed writes the compressed sibling of t, track i, whose
+// frame this tick is frame: nothing if its value did not change since the
+// last frame built (unless a resync is due), else a snapshot starting a
+// group (frame, compressed) or a delta appended to the group (t's merge
+// patch, compressed). Its writer starts a new group after a failed write.
+func flushCompressed[V snapshot.Value](s *Stats, i int, t *snapshot.Track[V], frame []byte) error {
+	z, name := s.z[i], compressedTracks[i]
+	patch, changed := t.Patch()
+	var err error
+	switch {
+	case z.Snapshotting():
+		if !changed && !z.Resyncing() {
+			return nil
+		}
+		err = writeFrame(s.bc, name, z.Snapshot(frame))
+	case changed:
+		err = appendFrame(s.app, name, z.Delta(patch))
+	default:
+		return nil
+	}
+	z.Commit(err == nil)
+	if err != nil {
+		return fmt.Errorf("moqstats: writing %s: %w", name, err)
+	}
 	return nil
 }

@@ -7,6 +7,7 @@ import (
 
 	"github.com/moqstats/moqstats/counters"
 	"github.com/moqstats/moqstats/snapshot"
+	"github.com/moqstats/moqstats/zframe"
 )
 
 // Stats is the aggregator: one per relay. Sessions get tier-scoped Handles
@@ -14,7 +15,8 @@ import (
 // disabled one.
 type Stats struct {
 	settings
-	bc Broadcast // nil when disabled
+	bc  Broadcast // nil when disabled
+	app Appender  // bc, when Compressed
 
 	broadcasts *broadcastMap
 	sessions   [2]*sessionMap // by Tier
@@ -39,6 +41,20 @@ type Stats struct {
 	finished      bool // Close ran its final pass
 	tracks        [4]snapshot.Track[counters.Snapshot]
 	sessionTracks [2]snapshot.Track[counters.SessionSnapshot]
+	// z are the compressed siblings' writers, indexed like the six track
+	// names; nil unless Compressed.
+	z [6]*zframe.Writer
+}
+
+// Tracks returns the names of the tracks the stats broadcast carries, in
+// the order Origin.Publish received them: the six of the package-level
+// Tracks, each followed by its compressed sibling with Config.Compressed.
+// It is nil for a disabled Stats.
+func (s *Stats) Tracks() []string {
+	if s == nil || s.bc == nil {
+		return nil
+	}
+	return trackList(s.compressed)
 }
 
 // Enabled reports whether s publishes stats: it has an Origin and is not

@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/moqstats/moqstats"
+	"github.com/moqstats/moqstats/counters"
 	"github.com/moqstats/moqstats/memorigin"
 )
 
@@ -285,9 +286,9 @@ func TestMultipleSubsCountAsOneBroadcast(t *testing.T) {
 	pub := bs.Publisher()
 	t1, t2 := pub.Track("video"), pub.Track("audio")
 	s1, s2 := sessions.Subscribe("foo/bar"), sessions.Subscribe("foo/bar")
-	raw := func() Snapshot {
+	raw := func() counters.Snapshot {
 		r, _ := moqstats.Raw(s, moqstats.External, moqstats.RolePublisher, "foo/bar")
-		return Snapshot(r)
+		return r
 	}
 	if r := raw(); r.Subscriptions != 2 || r.SubscriptionsClosed != 0 || r.Broadcasts != 1 || r.BroadcastsClosed != 0 {
 		t.Fatalf("two track subs, one session: %+v", r)
@@ -311,9 +312,9 @@ func TestDistinctSessionsCountAsSeparateBroadcasts(t *testing.T) {
 	s, _ := setup(t)
 	v1 := s.Tier(moqstats.External).PublisherBroadcasts()
 	v2 := s.Tier(moqstats.External).PublisherBroadcasts()
-	raw := func() Snapshot {
+	raw := func() counters.Snapshot {
 		r, _ := moqstats.Raw(s, moqstats.External, moqstats.RolePublisher, "foo/bar")
-		return Snapshot(r)
+		return r
 	}
 	s1 := v1.Subscribe("foo/bar")
 	if r := raw(); r.Broadcasts != 1 {

@@ -2,8 +2,10 @@ package moqstats_test
 
 import (
 	"testing"
+	"time"
 
 	"github.com/moqstats/moqstats"
+	"github.com/moqstats/moqstats/internal/wiretest"
 )
 
 func TestWireFormatExactFrame(t *testing.T) {
@@ -88,4 +90,52 @@ func keysOf[V any](m map[string]V) []string {
 		ks = append(ks, k)
 	}
 	return ks
+}
+
+// With NewerCounters, an entry carries the twelve fields moq-net writes
+// today, in its order: announced_bytes is the name's length at announce
+// and again at unannounce, a fetch counts in fetches (not subscriptions)
+// with its payload in bytes, and a datagram is a group, a frame and its
+// bytes as well.
+func TestNewerCountersWriteTwelveFieldsInMoqNetOrder(t *testing.T) {
+	s, o := setupConfig(t, moqstats.Config{Interval: time.Hour, NewerCounters: true})
+	h := s.Tier(moqstats.External)
+	g := h.Broadcast("foo/bar").Publisher() // 7 bytes
+	tr := g.Track("video")
+	tr.Bytes(42)
+	tr.Frame()
+	tr.Datagram(100)
+	f := g.Fetch("video")
+	f.Bytes(500)
+	f.Frame()
+	f.Close()
+	flush(t, s)
+	want := `{"foo/bar":{"announced":1,"announced_closed":0,"announced_bytes":7,"broadcasts":0,"broadcasts_closed":0,"subscriptions":1,"subscriptions_closed":0,"fetches":1,"bytes":642,"frames":3,"groups":1,"datagrams":1}}`
+	if got := string(latest(t, o, s, moqstats.TrackPublisher)); got != want {
+		t.Fatalf("publisher.json\ngot  %s\nwant %s", got, want)
+	}
+	tr.Close()
+	g.Close()
+	flush(t, s)
+	got := decode[wiretest.SnapshotAll](t, latest(t, o, s, moqstats.TrackPublisher))["foo/bar"]
+	if got.AnnouncedBytes != 14 || got.AnnouncedClosed != 1 || got.SubscriptionsClosed != 1 || got.Fetches != 1 {
+		t.Fatalf("after the unannounce: %+v, want announced_bytes 2x7, the close counted, fetches unchanged", got)
+	}
+}
+
+// Without NewerCounters the frame is the nine-field one, whatever the
+// newer counters counted.
+func TestNineFieldsByDefaultWhateverTheNewerCountersCount(t *testing.T) {
+	s, o := setup(t)
+	g := s.Tier(moqstats.External).Broadcast("foo/bar").Publisher()
+	defer g.Close()
+	g.Fetch("v").Close()
+	tr := g.Track("v")
+	defer tr.Close()
+	tr.Datagram(10)
+	flush(t, s)
+	want := `{"foo/bar":{"announced":1,"announced_closed":0,"broadcasts":0,"broadcasts_closed":0,"subscriptions":1,"subscriptions_closed":0,"bytes":10,"frames":1,"groups":1}}`
+	if got := string(latest(t, o, s, moqstats.TrackPublisher)); got != want {
+		t.Fatalf("publisher.json\ngot  %s\nwant %s", got, want)
+	}
 }

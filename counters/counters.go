@@ -6,7 +6,8 @@ import (
 	"github.com/moqstats/moqstats/shard"
 )
 
-// Indexes of the nine counters of a slot, in wire order.
+// Indexes of the counters of a slot: the nine frames carry by default, in
+// wire order, then the three newer ones moq-net writes today.
 const (
 	Announced = iota
 	AnnouncedClosed
@@ -17,8 +18,11 @@ const (
 	Bytes
 	Frames
 	Groups
+	AnnouncedBytes // the broadcast name's length, at announce and at unannounce
+	Fetches        // one-shot fetches requested
+	Datagrams      // groups sent as datagrams (each also a group, a frame and bytes)
 
-	numCounters // the nine that frames carry
+	numCounters // the twelve a frame may carry
 
 	// Pins counts the guards open on the slot: each adds 1 when it opens
 	// and subtracts 1 (adds 2^64-1) when it closes, so only the sum over
@@ -32,10 +36,12 @@ var _ [shard.Width - numCounters - 1]struct{}
 var _ [numCounters + 1 - shard.Width]struct{}
 
 // closedMask selects the closed counters, which Read sums first; openMask
-// selects the other counters frames carry.
+// selects the other counters of the default nine, and newerMask the three
+// newer ones.
 const (
 	closedMask uint16 = 1<<AnnouncedClosed | 1<<BroadcastsClosed | 1<<SubscriptionsClosed
-	openMask   uint16 = (1<<numCounters - 1) &^ closedMask
+	newerMask  uint16 = 1<<AnnouncedBytes | 1<<Fetches | 1<<Datagrams
+	openMask   uint16 = (1<<numCounters - 1) &^ closedMask &^ newerMask
 )
 
 // Unpin is the increment that undoes a pin: Add(Pins, Unpin).
@@ -69,18 +75,8 @@ func (c *Counters) Repin(l *shard.Lane) { c.set.Repin(l) }
 // concurrent Read, which sums closed counters first, still never sees
 // closed > open.
 func (c *Counters) Continue(from Snapshot) {
-	v := [shard.Width]uint64{
-		Announced:           from.Announced,
-		AnnouncedClosed:     from.AnnouncedClosed,
-		Broadcasts:          from.Broadcasts,
-		BroadcastsClosed:    from.BroadcastsClosed,
-		Subscriptions:       from.Subscriptions,
-		SubscriptionsClosed: from.SubscriptionsClosed,
-		Bytes:               from.Bytes,
-		Frames:              from.Frames,
-		Groups:              from.Groups,
-	}
-	addMasked(&c.set, &v, openMask)
+	v := from.array()
+	addMasked(&c.set, &v, openMask|newerMask)
 	addMasked(&c.set, &v, closedMask)
 }
 
@@ -103,13 +99,19 @@ func pinned(s *shard.Set, i int) bool { return s.Total(i) != 0 }
 // (0 for counters only one goroutine bumps at a time).
 func (c *Counters) Shards() int { return c.set.Cells() }
 
-// Read returns the counters' current values. Closed counters are summed
-// before open ones, so the result never shows closed > open: see "Snapshot
-// atomicity" in the package doc.
-func (c *Counters) Read() Snapshot {
+// Read returns the counters' current values: the default nine, with the
+// newer three left zero. Closed counters are summed before open ones, so
+// the result never shows closed > open: see "Snapshot atomicity" in the
+// package doc.
+func (c *Counters) Read() Snapshot { return c.read(openMask) }
+
+// ReadAll is Read with the newer three counters too.
+func (c *Counters) ReadAll() Snapshot { return c.read(openMask | newerMask) }
+
+func (c *Counters) read(open uint16) Snapshot {
 	var v [shard.Width]uint64
 	c.set.Sum(&v, closedMask) // first: the closed counters
-	c.set.Sum(&v, openMask)   // second: the open and payload counters
+	c.set.Sum(&v, open)       // second: the open and payload counters
 	return Snapshot{
 		Announced:           v[Announced],
 		AnnouncedClosed:     v[AnnouncedClosed],
@@ -120,6 +122,9 @@ func (c *Counters) Read() Snapshot {
 		Bytes:               v[Bytes],
 		Frames:              v[Frames],
 		Groups:              v[Groups],
+		AnnouncedBytes:      v[AnnouncedBytes],
+		Fetches:             v[Fetches],
+		Datagrams:           v[Datagrams],
 	}
 }
 
@@ -136,6 +141,27 @@ type Snapshot struct {
 	Bytes               uint64
 	Frames              uint64
 	Groups              uint64
+	// The newer three, zero unless read with ReadAll.
+	AnnouncedBytes uint64
+	Fetches        uint64
+	Datagrams      uint64
+}
+
+func (s *Snapshot) array() [shard.Width]uint64 {
+	return [shard.Width]uint64{
+		Announced:           s.Announced,
+		AnnouncedClosed:     s.AnnouncedClosed,
+		Broadcasts:          s.Broadcasts,
+		BroadcastsClosed:    s.BroadcastsClosed,
+		Subscriptions:       s.Subscriptions,
+		SubscriptionsClosed: s.SubscriptionsClosed,
+		Bytes:               s.Bytes,
+		Frames:              s.Frames,
+		Groups:              s.Groups,
+		AnnouncedBytes:      s.AnnouncedBytes,
+		Fetches:             s.Fetches,
+		Datagrams:           s.Datagrams,
+	}
 }
 
 // Live reports whether any open counter exceeds its closed counterpart: a

@@ -53,10 +53,15 @@ func sumMasksInOrder(t *testing.T, recv, name string) []string {
 // that keeps every snapshot at closed <= open: a refactor that sums the
 // open counters first, or reads the closed ones in the same pass, fails.
 func TestSnapshotReadsClosedBeforeOpen(t *testing.T) {
-	got := sumMasksInOrder(t, "Counters", "Read")
-	want := []string{"closedMask", "openMask"}
+	got := sumMasksInOrder(t, "Counters", "read")
+	want := []string{"closedMask", "open"}
 	if len(got) != len(want) || got[0] != want[0] || got[1] != want[1] {
-		t.Fatalf("Counters.Read sums masks %q, want %q in that order: closed counters must be read before open ones", got, want)
+		t.Fatalf("Counters.read sums masks %q, want %q in that order: closed counters must be read before open ones", got, want)
+	}
+	for _, open := range []uint16{openMask, openMask | newerMask} { // Read's, ReadAll's
+		if open&closedMask != 0 {
+			t.Fatalf("an open mask %b includes closed counters", open)
+		}
 	}
 	closed := []int{AnnouncedClosed, BroadcastsClosed, SubscriptionsClosed}
 	var wantClosed uint16
@@ -66,8 +71,9 @@ func TestSnapshotReadsClosedBeforeOpen(t *testing.T) {
 	if closedMask != wantClosed {
 		t.Fatalf("closedMask = %b, want exactly the closed counters %b", closedMask, wantClosed)
 	}
-	if closedMask&openMask != 0 || closedMask|openMask != 1<<numCounters-1 || (closedMask|openMask)&(1<<Pins) != 0 {
-		t.Fatalf("closedMask %b and openMask %b must split the %d counters frames carry, and leave out Pins", closedMask, openMask, numCounters)
+	if closedMask&openMask != 0 || closedMask&newerMask != 0 || openMask&newerMask != 0 ||
+		closedMask|openMask|newerMask != 1<<numCounters-1 || (closedMask|openMask|newerMask)&(1<<Pins) != 0 {
+		t.Fatalf("closedMask %b, openMask %b and newerMask %b must split the %d counters frames carry, and leave out Pins", closedMask, openMask, newerMask, numCounters)
 	}
 }
 
@@ -127,9 +133,13 @@ func TestReadSumsEveryCounterOverAllShards(t *testing.T) {
 		t.Fatalf("all pins withdrawn across cells, but Pinned() = true")
 	}
 	got := c.Read()
-	want := Snapshot{111, 122, 133, 144, 155, 166, 177, 188, 199}
+	want := Snapshot{111, 122, 133, 144, 155, 166, 177, 188, 199, 0, 0, 0}
 	if got != want {
-		t.Fatalf("Read() = %+v, want %+v", got, want)
+		t.Fatalf("Read() = %+v, want %+v: the newer three left zero", got, want)
+	}
+	want.AnnouncedBytes, want.Fetches, want.Datagrams = 210, 221, 232
+	if got := c.ReadAll(); got != want {
+		t.Fatalf("ReadAll() = %+v, want %+v", got, want)
 	}
 	if c.Shards() != 1 {
 		t.Fatalf("Shards() = %d, want 1", c.Shards())
@@ -192,7 +202,7 @@ func TestConcurrentGuardsNeverReadClosedAboveOpen(t *testing.T) {
 	}
 	s := c.Read()
 	const n = workers * rounds
-	want := Snapshot{n, n, n, n, n, n, n * 1200, n, 0}
+	want := Snapshot{Announced: n, AnnouncedClosed: n, Broadcasts: n, BroadcastsClosed: n, Subscriptions: n, SubscriptionsClosed: n, Bytes: n * 1200, Frames: n}
 	if s != want {
 		t.Fatalf("final Read() = %+v, want %+v", s, want)
 	}

@@ -1,5 +1,6 @@
-// Package counters defines what moqstats counts: the nine counters of one
-// (broadcast, role, tier) slot, the two of a per-root session gauge, the
+// Package counters defines what moqstats counts: the counters of one
+// (broadcast, role, tier) slot (the nine frames carry by default, and the
+// three newer ones moq-net writes today), the two of a per-root session gauge, the
 // pin count that decides when either may be collected, and the snapshot
 // read that turns the counters into the values a frame carries.
 //
@@ -16,6 +17,11 @@
 //     subscribed now (viewers, on the egress side).
 //   - Subscriptions / SubscriptionsClosed: track guards.
 //   - Bytes, Frames, Groups: payload, cumulative.
+//   - AnnouncedBytes: the broadcast name's length in bytes, added when a
+//     broadcast guard opens and again when it closes; Fetches: one-shot
+//     fetches requested; Datagrams: groups sent as datagrams (each also
+//     counted in Groups, Frames and Bytes). Read leaves them out and
+//     ReadAll includes them, for frames with all twelve fields.
 //   - Sessions / SessionsClosed (session gauges): sessions connected and
 //     disconnected under an auth root.
 //

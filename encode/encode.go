@@ -1,6 +1,7 @@
 // Package encode writes moqstats frames: JSON objects that map a key (a
 // broadcast path or an auth root) to a counter snapshot, byte for byte as
-// serde_json writes moq-net's frames.
+// serde_json writes moq-net's frames, and the merge patches the compressed
+// tracks carry between snapshots.
 //
 // # Wire format
 //
@@ -8,8 +9,15 @@
 // caller gives (moqstats gives them in byte order, as a Rust BTreeMap
 // iterates). Per-broadcast values are objects with the fields announced,
 // announced_closed, broadcasts, broadcasts_closed, subscriptions,
-// subscriptions_closed, bytes, frames, groups, in that order; session
+// subscriptions_closed, bytes, frames, groups, in that order, or, with all
+// twelve fields (moq-net's current form), announced, announced_closed,
+// announced_bytes, broadcasts, broadcasts_closed, subscriptions,
+// subscriptions_closed, fetches, bytes, frames, groups, datagrams; session
 // values have sessions, sessions_closed. Numbers are decimal uint64.
+//
+// A merge patch (RFC 7396) of a frame maps each key that changed to the
+// fields that changed, each new key to its whole value, and each key that
+// left to null.
 //
 // Strings escape exactly what serde_json escapes: '"' and '\\', the
 // control bytes 0x08, 0x0C, '\n', '\r' and '\t' by their short escapes,
@@ -121,6 +129,109 @@ func AppendSnapshot(dst []byte, s *counters.Snapshot) []byte {
 	return append(dst, '}')
 }
 
+// AppendSnapshotAll appends s as a per-broadcast frame value with all
+// twelve fields, in the order moq-net writes them today: the nine, with
+// announced_bytes after announced_closed, fetches after
+// subscriptions_closed, and datagrams last.
+func AppendSnapshotAll(dst []byte, s *counters.Snapshot) []byte {
+	dst = append(dst, `{"announced":`...)
+	dst = strconv.AppendUint(dst, s.Announced, 10)
+	dst = append(dst, `,"announced_closed":`...)
+	dst = strconv.AppendUint(dst, s.AnnouncedClosed, 10)
+	dst = append(dst, `,"announced_bytes":`...)
+	dst = strconv.AppendUint(dst, s.AnnouncedBytes, 10)
+	dst = append(dst, `,"broadcasts":`...)
+	dst = strconv.AppendUint(dst, s.Broadcasts, 10)
+	dst = append(dst, `,"broadcasts_closed":`...)
+	dst = strconv.AppendUint(dst, s.BroadcastsClosed, 10)
+	dst = append(dst, `,"subscriptions":`...)
+	dst = strconv.AppendUint(dst, s.Subscriptions, 10)
+	dst = append(dst, `,"subscriptions_closed":`...)
+	dst = strconv.AppendUint(dst, s.SubscriptionsClosed, 10)
+	dst = append(dst, `,"fetches":`...)
+	dst = strconv.AppendUint(dst, s.Fetches, 10)
+	dst = append(dst, `,"bytes":`...)
+	dst = strconv.AppendUint(dst, s.Bytes, 10)
+	dst = append(dst, `,"frames":`...)
+	dst = strconv.AppendUint(dst, s.Frames, 10)
+	dst = append(dst, `,"groups":`...)
+	dst = strconv.AppendUint(dst, s.Groups, 10)
+	dst = append(dst, `,"datagrams":`...)
+	dst = strconv.AppendUint(dst, s.Datagrams, 10)
+	return append(dst, '}')
+}
+
+// field is one member of a per-broadcast value, for patches.
+type field struct {
+	name string // quoted, with the colon
+	get  func(*counters.Snapshot) uint64
+}
+
+// nineFields and allFields are the members of a per-broadcast value in
+// wire order, as AppendSnapshot and AppendSnapshotAll write them.
+var (
+	nineFields = []field{
+		{`"announced":`, func(s *counters.Snapshot) uint64 { return s.Announced }},
+		{`"announced_closed":`, func(s *counters.Snapshot) uint64 { return s.AnnouncedClosed }},
+		{`"broadcasts":`, func(s *counters.Snapshot) uint64 { return s.Broadcasts }},
+		{`"broadcasts_closed":`, func(s *counters.Snapshot) uint64 { return s.BroadcastsClosed }},
+		{`"subscriptions":`, func(s *counters.Snapshot) uint64 { return s.Subscriptions }},
+		{`"subscriptions_closed":`, func(s *counters.Snapshot) uint64 { return s.SubscriptionsClosed }},
+		{`"bytes":`, func(s *counters.Snapshot) uint64 { return s.Bytes }},
+		{`"frames":`, func(s *counters.Snapshot) uint64 { return s.Frames }},
+		{`"groups":`, func(s *counters.Snapshot) uint64 { return s.Groups }},
+	}
+	allFields = []field{
+		nineFields[0], nineFields[1],
+		{`"announced_bytes":`, func(s *counters.Snapshot) uint64 { return s.AnnouncedBytes }},
+		nineFields[2], nineFields[3], nineFields[4], nineFields[5],
+		{`"fetches":`, func(s *counters.Snapshot) uint64 { return s.Fetches }},
+		nineFields[6], nineFields[7], nineFields[8],
+		{`"datagrams":`, func(s *counters.Snapshot) uint64 { return s.Datagrams }},
+	}
+)
+
+// AppendSnapshotPatch appends the RFC 7396 merge patch that turns the
+// per-broadcast value old into cur: an object of cur's members that
+// differ from old's, in wire order (all twelve fields when all is set,
+// the nine otherwise). It is {} when nothing differs.
+func AppendSnapshotPatch(dst []byte, old, cur *counters.Snapshot, all bool) []byte {
+	fields := nineFields
+	if all {
+		fields = allFields
+	}
+	dst = append(dst, '{')
+	first := true
+	for _, f := range fields {
+		if v := f.get(cur); v != f.get(old) {
+			if !first {
+				dst = append(dst, ',')
+			}
+			first = false
+			dst = append(dst, f.name...)
+			dst = strconv.AppendUint(dst, v, 10)
+		}
+	}
+	return append(dst, '}')
+}
+
+// AppendSessionPatch is AppendSnapshotPatch for session values.
+func AppendSessionPatch(dst []byte, old, cur *counters.SessionSnapshot) []byte {
+	dst = append(dst, '{')
+	if cur.Sessions != old.Sessions {
+		dst = append(dst, `"sessions":`...)
+		dst = strconv.AppendUint(dst, cur.Sessions, 10)
+	}
+	if cur.SessionsClosed != old.SessionsClosed {
+		if cur.Sessions != old.Sessions {
+			dst = append(dst, ',')
+		}
+		dst = append(dst, `"sessions_closed":`...)
+		dst = strconv.AppendUint(dst, cur.SessionsClosed, 10)
+	}
+	return append(dst, '}')
+}
+
 // AppendSessionSnapshot appends s as a session frame value.
 func AppendSessionSnapshot(dst []byte, s *counters.SessionSnapshot) []byte {
 	dst = append(dst, `{"sessions":`...)
@@ -153,6 +264,12 @@ func AppendSessionFrame(dst []byte, keys []string, vals []counters.SessionSnapsh
 // pieces is '{', the pieces joined by ',', and '}'.
 func AppendBroadcastMembers(dst []byte, keys []string, vals []counters.Snapshot) []byte {
 	return appendMembers(dst, keys, vals, AppendSnapshot)
+}
+
+// AppendBroadcastMembersAll is AppendBroadcastMembers with all twelve
+// fields per value (AppendSnapshotAll).
+func AppendBroadcastMembersAll(dst []byte, keys []string, vals []counters.Snapshot) []byte {
+	return appendMembers(dst, keys, vals, AppendSnapshotAll)
 }
 
 // AppendSessionMembers is AppendBroadcastMembers for session frames.

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"math"
 	"math/rand/v2"
+	"reflect"
 	"strings"
 	"testing"
 	"unicode/utf8"
@@ -201,6 +202,96 @@ func TestEncodingIntoReusedBufferAllocatesNothing(t *testing.T) {
 	} {
 		if n := testing.AllocsPerRun(100, tc.f); n != 0 {
 			t.Errorf("%s allocates %v times into a reused buffer, want 0", tc.name, n)
+		}
+	}
+}
+
+func randomSnapshot(r *rand.Rand) counters.Snapshot {
+	v := func() uint64 {
+		if r.IntN(3) == 0 {
+			return r.Uint64() // up to the largest uint64
+		}
+		return uint64(r.IntN(10))
+	}
+	return counters.Snapshot{
+		Announced: v(), AnnouncedClosed: v(), Broadcasts: v(), BroadcastsClosed: v(),
+		Subscriptions: v(), SubscriptionsClosed: v(), Bytes: v(), Frames: v(), Groups: v(),
+		AnnouncedBytes: v(), Fetches: v(), Datagrams: v(),
+	}
+}
+
+// AppendSnapshotAll writes exactly what encoding/json writes for the
+// twelve-field value, field order included.
+func TestAppendSnapshotAllMatchesTheTwelveFieldShape(t *testing.T) {
+	r := rand.New(rand.NewPCG(1, 12))
+	for range 1000 {
+		s := randomSnapshot(r)
+		want, _ := json.Marshal(wiretest.SnapshotAll{
+			Announced: s.Announced, AnnouncedClosed: s.AnnouncedClosed, AnnouncedBytes: s.AnnouncedBytes,
+			Broadcasts: s.Broadcasts, BroadcastsClosed: s.BroadcastsClosed, Subscriptions: s.Subscriptions,
+			SubscriptionsClosed: s.SubscriptionsClosed, Fetches: s.Fetches, Bytes: s.Bytes, Frames: s.Frames,
+			Groups: s.Groups, Datagrams: s.Datagrams,
+		})
+		if got := AppendSnapshotAll(nil, &s); string(got) != string(want) {
+			t.Fatalf("AppendSnapshotAll = %s, want %s", got, want)
+		}
+	}
+}
+
+// exact decodes JSON with numbers as their text, so large uint64s compare
+// exactly.
+func exact(t *testing.T, b []byte) any {
+	t.Helper()
+	d := json.NewDecoder(strings.NewReader(string(b)))
+	d.UseNumber()
+	var v any
+	if err := d.Decode(&v); err != nil {
+		t.Fatalf("%s: %v", b, err)
+	}
+	return v
+}
+
+// A patch applied (RFC 7396) to the old value gives the new one, and holds
+// only the fields that differ.
+func TestAppendSnapshotPatchTurnsOldIntoNew(t *testing.T) {
+	r := rand.New(rand.NewPCG(2, 12))
+	for range 2000 {
+		old, cur := randomSnapshot(r), randomSnapshot(r)
+		if r.IntN(2) == 0 {
+			cur = old
+			cur.Bytes += uint64(r.IntN(3))
+		}
+		for _, all := range []bool{false, true} {
+			enc := AppendSnapshot
+			if all {
+				enc = AppendSnapshotAll
+			}
+			o, c := exact(t, enc(nil, &old)), exact(t, enc(nil, &cur))
+			patch := AppendSnapshotPatch(nil, &old, &cur, all)
+			p := exact(t, patch)
+			if got := wiretest.MergePatch(o, p); !reflect.DeepEqual(got, c) {
+				t.Fatalf("old + %s = %v, want %v", patch, got, c)
+			}
+			o = exact(t, enc(nil, &old)) // MergePatch merged into the first
+			for f, v := range p.(map[string]any) {
+				if o.(map[string]any)[f] == v {
+					t.Fatalf("patch %s carries unchanged field %s", patch, f)
+				}
+			}
+		}
+	}
+	var a, b counters.SessionSnapshot
+	for _, tc := range []struct {
+		old, cur counters.SessionSnapshot
+		want     string
+	}{
+		{a, b, `{}`},
+		{a, counters.SessionSnapshot{Sessions: 2}, `{"sessions":2}`},
+		{counters.SessionSnapshot{Sessions: 2}, counters.SessionSnapshot{Sessions: 2, SessionsClosed: 1}, `{"sessions_closed":1}`},
+		{a, counters.SessionSnapshot{Sessions: 3, SessionsClosed: 1}, `{"sessions":3,"sessions_closed":1}`},
+	} {
+		if got := string(AppendSessionPatch(nil, &tc.old, &tc.cur)); got != tc.want {
+			t.Errorf("AppendSessionPatch(%+v, %+v) = %s, want %s", tc.old, tc.cur, got, tc.want)
 		}
 	}
 }

@@ -42,12 +42,9 @@ import (
 	"github.com/moqstats/moqstats"
 )
 
-// Appender is implemented by a broadcast whose tracks can hold several
-// frames per group. WriteFrame starts a new group with its frame;
-// AppendFrame appends the frame to the track's current group.
-type Appender interface {
-	AppendFrame(track string, frame []byte) error
-}
+// Appender is moqstats.Appender: a broadcast whose tracks hold several
+// frames per group.
+type Appender = moqstats.Appender
 
 var (
 	_ moqstats.Origin    = (*Origin)(nil)

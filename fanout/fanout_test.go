@@ -101,7 +101,7 @@ func TestPublishesOnEveryMember(t *testing.T) {
 			t.Errorf("member %d: Latest(p, a) = %q, %v; want \"x\", true", i, f, ok)
 		}
 	}
-	if got := len(bc.(*fanout.Broadcast).Members()); got != 2 {
+	if got := len(bc.(*fanout.AppendBroadcast).Members()); got != 2 {
 		t.Errorf("Members() has %d broadcasts, want 2", got)
 	}
 	if err := bc.Close(); err != nil {
@@ -183,6 +183,18 @@ func TestPublishRejectsBadMembers(t *testing.T) {
 }
 
 func errOf(_ moqstats.Broadcast, err error) error { return err }
+
+// plainOnly publishes on its origin broadcasts that cannot append.
+type plainOnly struct{ o moqstats.Origin }
+
+type plainOnlyBroadcast struct{ b moqstats.Broadcast }
+
+func (p plainOnly) Publish(path string, tracks []string) (moqstats.Broadcast, error) {
+	b, err := p.o.Publish(path, tracks)
+	return plainOnlyBroadcast{b}, err
+}
+func (p plainOnlyBroadcast) WriteFrame(track string, f []byte) error { return p.b.WriteFrame(track, f) }
+func (p plainOnlyBroadcast) Close() error                            { return p.b.Close() }
 
 type originFunc func(string, []string) (moqstats.Broadcast, error)
 
@@ -290,7 +302,7 @@ func TestAppendFrameOnlyWhenEveryMemberAppends(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	bc, err = fanout.New(h0, memorigin.New()).Publish("p", []string{"t.z"})
+	bc, err = fanout.New(h0, plainOnly{memorigin.New()}).Publish("p", []string{"t.z"})
 	if err != nil {
 		t.Fatal(err)
 	}

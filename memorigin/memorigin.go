@@ -24,11 +24,14 @@ var (
 	// ErrUnknownTrack is returned by WriteFrame for a track the broadcast was
 	// not published with.
 	ErrUnknownTrack = errors.New("unknown track")
+	// ErrNoGroup is returned by AppendFrame on a track with no group yet.
+	ErrNoGroup = errors.New("no group to append to")
 )
 
 var (
 	_ moqstats.Origin    = (*Origin)(nil)
 	_ moqstats.Broadcast = (*Broadcast)(nil)
+	_ moqstats.Appender  = (*Broadcast)(nil)
 )
 
 // Origin is an in-memory origin: the broadcasts currently announced, keyed
@@ -174,10 +177,20 @@ type Broadcast struct {
 
 // track is one track's state, guarded by Broadcast.mu.
 type track struct {
-	latest    []byte // private copy, never mutated after it is stored
-	hasLatest bool
-	writes    int
-	subs      map[*Subscription]struct{}
+	// group is the current group's sequence number (from 1; 0: none yet)
+	// and frames its frames: private copies, never mutated once stored.
+	group  uint64
+	frames [][]byte
+	writes int
+	subs   map[*Subscription]struct{}
+}
+
+// Frame is one frame of a track as a subscriber reads it: its group's
+// sequence number (from 1), its index in the group, and its bytes.
+type Frame struct {
+	Group uint64
+	Index int
+	Data  []byte
 }
 
 // Path returns the path the broadcast was published at.
@@ -187,12 +200,25 @@ func (b *Broadcast) Path() string { return b.path }
 // a copy.
 func (b *Broadcast) Tracks() []string { return slices.Clone(b.names) }
 
-// WriteFrame makes frame the latest frame of track and delivers it to the
-// track's subscribers. The frame is copied, so the caller may reuse it. It
-// fails with ErrClosed after Close and ErrUnknownTrack for a track the
-// broadcast was not published with. If a write hook is set, it runs first,
-// and its error is returned unchanged with the frame dropped.
+// WriteFrame makes frame a new group of track, holding just this frame,
+// and delivers it to the track's subscribers. The frame is copied, so the
+// caller may reuse it. It fails with ErrClosed after Close and
+// ErrUnknownTrack for a track the broadcast was not published with. If a
+// write hook is set, it runs first, and its error is returned unchanged
+// with the frame dropped.
 func (b *Broadcast) WriteFrame(trackName string, frame []byte) error {
+	return b.write(trackName, frame, true)
+}
+
+// AppendFrame appends frame to track's current group and delivers it to
+// the track's subscribers, as WriteFrame does; it fails with ErrNoGroup
+// before the track's first WriteFrame. The write hook sees it like any
+// write.
+func (b *Broadcast) AppendFrame(trackName string, frame []byte) error {
+	return b.write(trackName, frame, false)
+}
+
+func (b *Broadcast) write(trackName string, frame []byte, newGroup bool) error {
 	b.mu.Lock()
 	hook := b.hook
 	b.mu.Unlock()
@@ -206,20 +232,33 @@ func (b *Broadcast) WriteFrame(trackName string, frame []byte) error {
 
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	op := "write"
+	if !newGroup {
+		op = "append"
+	}
 	if b.closed {
-		return fmt.Errorf("memorigin: write %q track %q: %w", b.path, trackName, ErrClosed)
+		return fmt.Errorf("memorigin: %s %q track %q: %w", op, b.path, trackName, ErrClosed)
 	}
 	t, ok := b.tracks[trackName]
 	if !ok {
-		return fmt.Errorf("memorigin: write %q track %q: %w", b.path, trackName, ErrUnknownTrack)
+		return fmt.Errorf("memorigin: %s %q track %q: %w", op, b.path, trackName, ErrUnknownTrack)
 	}
-	// One copy shared by latest and all queues: it is never mutated, and
-	// readers get their own copy on the way out.
+	if !newGroup && t.group == 0 {
+		return fmt.Errorf("memorigin: %s %q track %q: %w", op, b.path, trackName, ErrNoGroup)
+	}
+	// One copy shared by the group and all queues: it is never mutated,
+	// and readers get their own copy on the way out.
 	f := clone(frame)
-	t.latest, t.hasLatest = f, true
+	if newGroup {
+		t.group++
+		clear(t.frames)
+		t.frames = t.frames[:0]
+	}
+	t.frames = append(t.frames, f)
 	t.writes++
+	q := queued{t.group, len(t.frames) - 1, f}
 	for s := range t.subs {
-		s.queue = append(s.queue, f)
+		s.queue = append(s.queue, q)
 		s.signal()
 	}
 	return nil
@@ -259,9 +298,9 @@ func (b *Broadcast) Closed() bool {
 	return b.closed
 }
 
-// Writes returns the number of frames successfully written to track: frames
-// rejected by an error or by the write hook are not counted. It returns 0
-// for an unknown track.
+// Writes returns the number of frames successfully written (or appended)
+// to track: frames rejected by an error or by the write hook are not
+// counted. It returns 0 for an unknown track.
 func (b *Broadcast) Writes(trackName string) int {
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -271,17 +310,33 @@ func (b *Broadcast) Writes(trackName string) int {
 	return 0
 }
 
-// Latest returns a copy of the latest frame written to track. It reports
-// false for an unknown track or one never written to. It keeps working after
-// Close.
+// Latest returns a copy of the latest frame written to track (the last
+// frame of its current group). It reports false for an unknown track or
+// one never written to. It keeps working after Close.
 func (b *Broadcast) Latest(trackName string) ([]byte, bool) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	t, ok := b.tracks[trackName]
-	if !ok || !t.hasLatest {
+	if !ok || t.group == 0 {
 		return nil, false
 	}
-	return clone(t.latest), true
+	return clone(t.frames[len(t.frames)-1]), true
+}
+
+// Group returns track's current group: its sequence number (from 1) and
+// copies of its frames, in order. It reports false for an unknown track
+// or one never written to. It keeps working after Close.
+func (b *Broadcast) Group(trackName string) (seq uint64, frames [][]byte, ok bool) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	t, ok := b.tracks[trackName]
+	if !ok || t.group == 0 {
+		return 0, nil, false
+	}
+	for _, f := range t.frames {
+		frames = append(frames, clone(f))
+	}
+	return t.group, frames, true
 }
 
 // SetWriteHook installs hook to run at the start of every WriteFrame, before
@@ -296,8 +351,8 @@ func (b *Broadcast) SetWriteHook(hook func(track string, frame []byte) error) {
 	b.hook = hook
 }
 
-// subscribe registers a subscription to trackName, seeded with the latest
-// frame. Seeding and registering under one lock hold is what makes the
+// subscribe registers a subscription to trackName, seeded with the
+// current group. Seeding and registering under one lock hold is what makes the
 // subscriber's view contiguous.
 func (b *Broadcast) subscribe(trackName string) (*Subscription, error) {
 	b.mu.Lock()
@@ -317,8 +372,8 @@ func (b *Broadcast) subscribe(trackName string) (*Subscription, error) {
 		notify: make(chan struct{}, 1),
 		done:   make(chan struct{}),
 	}
-	if t.hasLatest {
-		s.queue = append(s.queue, t.latest)
+	for i, f := range t.frames {
+		s.queue = append(s.queue, queued{t.group, i, f})
 	}
 	if t.subs == nil {
 		t.subs = make(map[*Subscription]struct{})
@@ -327,16 +382,16 @@ func (b *Broadcast) subscribe(trackName string) (*Subscription, error) {
 	return s, nil
 }
 
-// Subscription reads one track of one Broadcast: the latest frame at
-// subscribe time (if any), then every later frame in write order. It stays
-// tied to that Broadcast even if the path is later published again. Its
-// queue is unbounded.
+// Subscription reads one track of one Broadcast: the current group at
+// subscribe time (if any), from its first frame, then every later frame in
+// write order. It stays tied to that Broadcast even if the path is later
+// published again. Its queue is unbounded.
 type Subscription struct {
 	b     *Broadcast
 	track *track
 
 	// Guarded by b.mu.
-	queue    [][]byte // shared, immutable frames
+	queue    []queued // shared, immutable frames
 	ended    bool     // broadcast closed or subscription closed; done is closed
 	canceled bool     // Close was called: drop the queue, report io.EOF
 
@@ -346,26 +401,39 @@ type Subscription struct {
 	done   chan struct{}
 }
 
+// queued is a frame in a subscription's queue.
+type queued struct {
+	group uint64
+	index int
+	data  []byte
+}
+
 // Next returns the next frame, blocking until one is available. It returns
 // io.EOF once the broadcast is closed and every queued frame has been read,
 // or at once after Close. It returns ctx.Err() if ctx is done, even if a
 // frame is queued, so a cancelled reader stops deterministically. The
 // returned slice is the caller's own copy.
 func (s *Subscription) Next(ctx context.Context) ([]byte, error) {
+	f, err := s.NextFrame(ctx)
+	return f.Data, err
+}
+
+// NextFrame is Next with the frame's group and index in it.
+func (s *Subscription) NextFrame(ctx context.Context) (Frame, error) {
 	if err := ctx.Err(); err != nil {
-		return nil, err
+		return Frame{}, err
 	}
 	for {
 		if f, ok, eof := s.poll(); ok {
 			return f, nil
 		} else if eof {
-			return nil, io.EOF
+			return Frame{}, io.EOF
 		}
 		select {
 		case <-s.notify:
 		case <-s.done:
 		case <-ctx.Done():
-			return nil, ctx.Err()
+			return Frame{}, ctx.Err()
 		}
 	}
 }
@@ -373,6 +441,12 @@ func (s *Subscription) Next(ctx context.Context) ([]byte, error) {
 // TryNext is Next without blocking: it returns the next frame and true, or
 // false if none is queued right now or the subscription has ended.
 func (s *Subscription) TryNext() ([]byte, bool) {
+	f, ok := s.TryNextFrame()
+	return f.Data, ok
+}
+
+// TryNextFrame is TryNext with the frame's group and index in it.
+func (s *Subscription) TryNextFrame() (Frame, bool) {
 	f, ok, _ := s.poll()
 	return f, ok
 }
@@ -391,17 +465,17 @@ func (s *Subscription) Close() {
 
 // poll pops the next frame if one is queued. eof reports that none is and
 // none ever will be.
-func (s *Subscription) poll() (frame []byte, ok, eof bool) {
+func (s *Subscription) poll() (frame Frame, ok, eof bool) {
 	s.b.mu.Lock()
 	defer s.b.mu.Unlock()
 	if s.canceled {
-		return nil, false, true
+		return Frame{}, false, true
 	}
 	if len(s.queue) == 0 {
-		return nil, false, s.ended
+		return Frame{}, false, s.ended
 	}
 	f := s.queue[0]
-	s.queue[0] = nil // let the frame be collected once every reader is past it
+	s.queue[0] = queued{} // let the frame be collected once every reader is past it
 	s.queue = s.queue[1:]
 	if len(s.queue) > 0 {
 		// The token we consumed may have stood for several frames; pass
@@ -409,7 +483,7 @@ func (s *Subscription) poll() (frame []byte, ok, eof bool) {
 		// stranded.
 		s.signal()
 	}
-	return clone(f), true, false
+	return Frame{f.group, f.index, clone(f.data)}, true, false
 }
 
 // signal leaves a wake-up token without blocking. Callers hold b.mu.

@@ -930,3 +930,76 @@ func TestConcurrentUseIsRaceFree(t *testing.T) {
 	}
 	wg.Wait()
 }
+
+// WriteFrame starts a group and AppendFrame extends it; Group reads the
+// current one; a late subscriber starts at the current group's first
+// frame and sees each frame's group and index.
+func TestGroupsWriteAppendAndLateSubscribers(t *testing.T) {
+	o := memorigin.New()
+	bc, err := o.Publish("p", []string{"t.z"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := bc.(*memorigin.Broadcast)
+	if err := b.AppendFrame("t.z", []byte("x")); !errors.Is(err, memorigin.ErrNoGroup) {
+		t.Fatalf("AppendFrame before any group = %v, want memorigin.ErrNoGroup", err)
+	}
+	early, err := o.Subscribe("p", "t.z")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, w := range []struct {
+		data  string
+		group bool
+	}{{"s1", true}, {"d1", false}, {"s2", true}, {"d2", false}, {"d3", false}} {
+		var err error
+		if w.group {
+			err = b.WriteFrame("t.z", []byte(w.data))
+		} else {
+			err = b.AppendFrame("t.z", []byte(w.data))
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	seq, frames, ok := b.Group("t.z")
+	if !ok || seq != 2 || len(frames) != 3 || string(frames[0]) != "s2" || string(frames[2]) != "d3" {
+		t.Fatalf("Group = %d %q %v, want group 2 holding s2 d2 d3", seq, frames, ok)
+	}
+	if f, _ := b.Latest("t.z"); string(f) != "d3" {
+		t.Fatalf("Latest = %q, want the last frame of the group", f)
+	}
+	late, err := o.Subscribe("p", "t.z")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for {
+		f, ok := late.TryNextFrame()
+		if !ok {
+			break
+		}
+		got = append(got, fmt.Sprintf("%d.%d:%s", f.Group, f.Index, f.Data))
+	}
+	if want := []string{"2.0:s2", "2.1:d2", "2.2:d3"}; !slices.Equal(got, want) {
+		t.Fatalf("late subscriber read %q, want the current group from its start %q", got, want)
+	}
+	got = got[:0]
+	for {
+		f, ok := early.TryNextFrame()
+		if !ok {
+			break
+		}
+		got = append(got, fmt.Sprintf("%d.%d:%s", f.Group, f.Index, f.Data))
+	}
+	if want := []string{"1.0:s1", "1.1:d1", "2.0:s2", "2.1:d2", "2.2:d3"}; !slices.Equal(got, want) {
+		t.Fatalf("early subscriber read %q, want every frame %q", got, want)
+	}
+	if n := b.Writes("t.z"); n != 5 {
+		t.Fatalf("Writes = %d, want 5 (appends count)", n)
+	}
+	b.SetWriteHook(func(string, []byte) error { return errors.New("down") })
+	if err := b.AppendFrame("t.z", []byte("x")); err == nil || err.Error() != "down" {
+		t.Fatalf("AppendFrame with a failing hook = %v, want the hook's error", err)
+	}
+}

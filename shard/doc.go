@@ -49,7 +49,7 @@
 //
 // # Memory
 //
-// An uninflated Set costs unsafe.Sizeof(Set{}), 104 bytes: Width counters
+// An uninflated Set costs unsafe.Sizeof(Set{}), 128 bytes: Width counters
 // plus a few words. It does not pad itself; its owner aligns it (package
 // moqstats gives each set a slot of its own, a power-of-two allocation),
 // because padding matters beyond the cells: a set header that shared a line
@@ -60,8 +60,8 @@
 //	per cell:   Width counters rounded up to whole lines (128 bytes)
 //
 // with one cell per P that attached a lane. At GOMAXPROCS=64 a set that two
-// goroutines bump costs 104 + 512 + 128 bytes; one bumped from all 64 Ps,
-// 104 + 512 + 64*128. Pad sizes are computed from unsafe.Sizeof against
+// goroutines bump costs 128 + 512 + 128 bytes; one bumped from all 64 Ps,
+// 128 + 512 + 64*128. Pad sizes are computed from unsafe.Sizeof against
 // cpu.CacheLinePad and asserted by tests.
 //
 // # Reading

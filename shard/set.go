@@ -11,10 +11,10 @@ import (
 	"golang.org/x/sys/cpu"
 )
 
-// Width is the number of counters in a Set: the nine of one
+// Width is the number of counters in a Set: the twelve of one
 // (broadcast, role, tier) slot and the pin count of the guards on it, the
 // widest group moqstats keeps. Narrower groups use some of them.
-const Width = 10
+const Width = 13
 
 // lineSize is the unit of all padding here: the cache line size of the
 // target as golang.org/x/sys/cpu knows it (64 on amd64, 128 on arm64).

@@ -64,10 +64,11 @@ type Value interface {
 }
 
 // Emitted is one key's state on one track, owned by the pass: the value it
-// last put in a frame, and the pass that did (0: never).
+// last put in a frame, the pass that changed it (0: never), and the last
+// pass whose frame held the key (0: none).
 type Emitted[V Value] struct {
-	v    V
-	pass uint64
+	v        V
+	pass, in uint64
 }
 
 // Value returns the value the key last put in a frame.
@@ -87,6 +88,14 @@ type Track[V Value] struct {
 	// joined by commas (as package encode's Append*Members do). Track adds
 	// the braces, and the commas between the pieces it encodes.
 	AppendMembers func(dst []byte, keys []string, vals []V) []byte
+
+	// AppendValue and AppendPatch, when both are set, make the track also
+	// build each tick's merge patch against the frame of the tick before
+	// (see "Patches" in the package doc). AppendValue appends one whole
+	// value; AppendPatch the object of cur's members that differ from
+	// old's.
+	AppendValue func(dst []byte, v *V) []byte
+	AppendPatch func(dst []byte, old, cur *V) []byte
 
 	// pass numbers ticks from 1; good is the last pass whose frame
 	// reached the wire (0: none yet).
@@ -108,6 +117,20 @@ type Track[V Value] struct {
 	// of keys in it. next is spare capacity for encoding.
 	last, next []byte
 	lastLen    int
+
+	// patch holds this tick's merge patch so far: '{' and the members,
+	// joined by commas; gone are keys forgotten by their owner after the
+	// last tick's frame held them, in key order, and goneAt how many of
+	// them this tick has passed.
+	patch  []byte
+	gone   []goneKey[V]
+	goneAt int
+}
+
+// goneKey is a key that was in the last frame and whose row is gone.
+type goneKey[V Value] struct {
+	key, quoted string
+	v           V
 }
 
 // Reset starts a new tick.
@@ -116,18 +139,27 @@ func (t *Track[V]) Reset() {
 	t.keys, t.vals = t.keys[:0], t.vals[:0]
 	t.buf, t.encoded = nil, 0
 	t.changed, t.differs = false, false
+	t.patch = append(t.patch[:0], '{')
 }
 
-// Offer considers one row for this tick's frame: quoted is its key as a
-// JSON string, cur its current value and e its emitted state, which Offer
-// updates when cur goes into the frame. Rows must come in key order, each
-// key once; a row with no value on this track is not offered.
-func (t *Track[V]) Offer(quoted string, cur V, e *Emitted[V]) {
+// patching reports whether the track builds patches.
+func (t *Track[V]) patching() bool { return t.AppendPatch != nil && t.AppendValue != nil }
+
+// Offer considers one row for this tick's frame: key is its key, quoted
+// the key as a JSON string, cur its current value and e its emitted state,
+// which Offer updates when cur goes into the frame. Rows must come in key
+// order, each key once; a row with no value on this track is not offered.
+func (t *Track[V]) Offer(key, quoted string, cur V, e *Emitted[V]) {
 	onWire := e.pass <= t.good
 	changed := cur != e.v || !onWire
-	if !changed && !cur.Live() {
+	in := changed || cur.Live()
+	if t.patching() {
+		t.patchRow(key, quoted, cur, e, in)
+	}
+	if !in {
 		return
 	}
+	e.in = t.pass
 	if changed {
 		var zero V
 		t.changed = true
@@ -136,6 +168,70 @@ func (t *Track[V]) Offer(quoted string, cur V, e *Emitted[V]) {
 	}
 	t.keys = append(t.keys, quoted)
 	t.vals = append(t.vals, cur)
+}
+
+// patchRow adds the row's member to this tick's patch, if the frame before
+// had it differently: its changed members, its whole value if it is new,
+// null if it left. A gone key equal to this one was in the frame before:
+// the row is its successor.
+func (t *Track[V]) patchRow(key, quoted string, cur V, e *Emitted[V], in bool) {
+	prev, was := e.v, e.in != 0 && e.in == t.pass-1
+	for t.goneAt < len(t.gone) && t.gone[t.goneAt].key <= key {
+		g := &t.gone[t.goneAt]
+		t.goneAt++
+		if g.key == key {
+			prev, was = g.v, true
+			break
+		}
+		t.patchNull(g.quoted)
+	}
+	switch {
+	case in && !was:
+		t.patchMember(quoted)
+		t.patch = t.AppendValue(t.patch, &cur)
+	case in && cur != prev:
+		t.patchMember(quoted)
+		t.patch = t.AppendPatch(t.patch, &prev, &cur)
+	case !in && was:
+		t.patchNull(quoted)
+	}
+}
+
+func (t *Track[V]) patchMember(quoted string) {
+	if len(t.patch) > 1 { // past the '{'
+		t.patch = append(t.patch, ',')
+	}
+	t.patch = append(t.patch, quoted...)
+	t.patch = append(t.patch, ':')
+}
+
+func (t *Track[V]) patchNull(quoted string) {
+	t.patchMember(quoted)
+	t.patch = append(t.patch, "null"...)
+}
+
+// Gone records that a key whose row will not be offered again (its owner
+// forgot it) was in this tick's frame with value v, so the next tick's
+// patch removes it, or diffs a successor against it. Calls come in key
+// order, after this tick's offers.
+func (t *Track[V]) Gone(key, quoted string, e *Emitted[V]) {
+	if t.patching() && e.in == t.pass {
+		t.gone = append(t.gone, goneKey[V]{key, quoted, e.v})
+	}
+}
+
+// Patch returns this tick's merge patch against the frame of the tick
+// before, and whether it changes anything: with nothing in it, the two
+// frames hold the same value. Call it after the last Offer, once per tick.
+// It is valid until the next Reset.
+func (t *Track[V]) Patch() (patch []byte, changed bool) {
+	for ; t.goneAt < len(t.gone); t.goneAt++ {
+		t.patchNull(t.gone[t.goneAt].quoted)
+	}
+	clear(t.gone)
+	t.gone, t.goneAt = t.gone[:0], 0
+	t.patch = append(t.patch, '}')
+	return t.patch, len(t.patch) > 2
 }
 
 // Encoding reports whether this tick's frame is being encoded as it goes:

@@ -1,13 +1,16 @@
 package snapshot
 
 import (
+	"encoding/json"
 	"fmt"
 	"math/rand/v2"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
 
 	"github.com/moqstats/moqstats/internal/race"
+	"github.com/moqstats/moqstats/internal/wiretest"
 )
 
 // gauge is a minimal Value: open/closed.
@@ -36,7 +39,7 @@ type row struct {
 // offer offers rows in order, encoding as it goes.
 func offer(t *Track[gauge], rows []*row) {
 	for _, r := range rows {
-		t.Offer(`"`+r.key+`"`, r.cur, &r.emitted)
+		t.Offer(r.key, `"`+r.key+`"`, r.cur, &r.emitted)
 		t.Encode()
 	}
 }
@@ -247,7 +250,7 @@ func TestChangedNeverHidesAByteChange(t *testing.T) {
 			want.WriteByte('{')
 			for _, x := range rows {
 				before := len(tr.keys)
-				tr.Offer(`"`+x.key+`"`, x.cur, &x.emitted)
+				tr.Offer(x.key, `"`+x.key+`"`, x.cur, &x.emitted)
 				if len(tr.keys) > before {
 					if before > 0 {
 						want.WriteByte(',')
@@ -305,7 +308,7 @@ func TestSteadyTickAllocatesNothing(t *testing.T) {
 		tr.Reset()
 		for _, r := range rows {
 			r.cur.open++ // every key changed: the frame is encoded
-			tr.Offer(r.key, r.cur, &r.emitted)
+			tr.Offer(r.key, r.key, r.cur, &r.emitted)
 			tr.Encode()
 		}
 		b := tr.Frame()
@@ -320,7 +323,7 @@ func TestSteadyTickAllocatesNothing(t *testing.T) {
 	idle := func() {
 		tr.Reset()
 		for _, r := range rows {
-			tr.Offer(r.key, r.cur, &r.emitted)
+			tr.Offer(r.key, r.key, r.cur, &r.emitted)
 			tr.Encode()
 		}
 		if tr.Changed() {
@@ -330,5 +333,135 @@ func TestSteadyTickAllocatesNothing(t *testing.T) {
 	}
 	if n := testing.AllocsPerRun(20, idle); n != 0 {
 		t.Fatalf("an idle tick allocates %v times, want 0", n)
+	}
+}
+
+// jsonGauge encodes gauges as JSON values, for patch tests.
+func jsonGauge(dst []byte, v *gauge) []byte {
+	return fmt.Appendf(dst, `{"o":%d,"c":%d}`, v.open, v.closed)
+}
+
+func jsonGaugePatch(dst []byte, old, cur *gauge) []byte {
+	dst = append(dst, '{')
+	if cur.open != old.open {
+		dst = fmt.Appendf(dst, `"o":%d`, cur.open)
+	}
+	if cur.closed != old.closed {
+		if cur.open != old.open {
+			dst = append(dst, ',')
+		}
+		dst = fmt.Appendf(dst, `"c":%d`, cur.closed)
+	}
+	return append(dst, '}')
+}
+
+func newPatchTrack() *Track[gauge] {
+	return &Track[gauge]{
+		Name: "t",
+		AppendMembers: func(dst []byte, keys []string, vals []gauge) []byte {
+			for i := range keys {
+				if i > 0 {
+					dst = append(dst, ',')
+				}
+				dst = append(dst, keys[i]...)
+				dst = append(dst, ':')
+				dst = jsonGauge(dst, &vals[i])
+			}
+			return dst
+		},
+		AppendValue: jsonGauge,
+		AppendPatch: jsonGaugePatch,
+	}
+}
+
+// Over random ticks (keys opening, bumping, closing, collected and
+// forgotten, re-created from zero or continuing, writes failing), each
+// tick's patch turns the frame built the tick before into this tick's
+// frame, and is empty exactly when the two frames hold the same value.
+func TestPatchTurnsTheFrameBeforeIntoThisOne(t *testing.T) {
+	r := rand.New(rand.NewPCG(7, 8))
+	type inc struct {
+		row
+		dead bool
+	}
+	for round := range 300 {
+		tr := newPatchTrack()
+		var rows []*inc
+		kept := map[string]gauge{}
+		var before any = map[string]any{}
+		for tickN := range 60 {
+			key := fmt.Sprint("k", r.IntN(5))
+			i := slices.IndexFunc(rows, func(x *inc) bool { return x.key == key })
+			switch {
+			case i < 0:
+				succ := &inc{row: row{key: key}}
+				if v, ok := kept[key]; ok {
+					succ.cur, succ.emitted = v, OnWire(v)
+					delete(kept, key)
+				}
+				rows = append(rows, succ)
+			case rows[i].dead:
+				rows[i] = &inc{row: row{key: key, cur: rows[i].cur, emitted: rows[i].emitted}}
+			}
+			for _, x := range rows {
+				for range r.IntN(3) {
+					if x.dead {
+						break
+					}
+					switch r.IntN(5) {
+					case 0:
+						x.cur.open++
+					case 1:
+						if x.cur.closed < x.cur.open {
+							x.cur.closed++
+						}
+					case 2:
+						x.dead = !x.cur.Live()
+					}
+				}
+			}
+			slices.SortFunc(rows, func(a, b *inc) int { return strings.Compare(a.key, b.key) })
+			tr.Reset()
+			for _, x := range rows {
+				tr.Offer(x.key, `"`+x.key+`"`, x.cur, &x.emitted)
+			}
+			var frame []byte
+			if tr.Changed() {
+				frame = tr.Frame()
+			} else {
+				frame = tr.Last()
+			}
+			patch, changed := tr.Patch()
+			var now, p any
+			if err := json.Unmarshal(frame, &now); err != nil {
+				t.Fatalf("frame %s: %v", frame, err)
+			}
+			if err := json.Unmarshal(patch, &p); err != nil {
+				t.Fatalf("patch %s: %v", patch, err)
+			}
+			if changed == reflect.DeepEqual(now, before) {
+				t.Fatalf("round %d tick %d: patch %s (changed %v) from %v to %s", round, tickN, patch, changed, before, frame)
+			}
+			if got := wiretest.MergePatch(before, p); !reflect.DeepEqual(got, now) {
+				t.Fatalf("round %d tick %d: %v + %s = %v, want %s", round, tickN, before, patch, got, frame)
+			}
+			json.Unmarshal(frame, &before)
+			if r.IntN(5) == 0 && tr.Changed() {
+				continue // the write failed: nothing committed
+			}
+			tr.Commit(frame)
+			// Settled dead rows are forgotten, with the frame's last value
+			// kept half the time.
+			rows = slices.DeleteFunc(rows, func(x *inc) bool {
+				if !x.dead || !tr.Settled(x.cur, &x.emitted) {
+					return false
+				}
+				tr.Gone(x.key, `"`+x.key+`"`, &x.emitted)
+				if r.IntN(2) == 0 && x.cur != (gauge{}) {
+					kept[x.key] = x.cur
+				}
+				return true
+			})
+		}
 	}
 }

@@ -106,7 +106,7 @@ import (
 // InlineKey is how many bytes of quoted key an Entry holds in itself.
 // Longer keys live in an allocation of their own. Sized so that package
 // moqstats' broadcast entries come to 512 bytes: see its broadcastEntry.
-const InlineKey = 176
+const InlineKey = 168
 
 // Entry is one key's value and the bookkeeping that decides its lifetime.
 //

@@ -54,3 +54,44 @@ func SerdeString(s string) []byte {
 	out := strings.TrimSuffix(buf.String(), "\n")
 	return []byte(strings.NewReplacer(`\u2028`, "\u2028", `\u2029`, "\u2029").Replace(out))
 }
+
+// SnapshotAll is a per-broadcast frame value with the twelve fields
+// moq-net writes today, in its order.
+type SnapshotAll struct {
+	Announced           uint64 `json:"announced"`
+	AnnouncedClosed     uint64 `json:"announced_closed"`
+	AnnouncedBytes      uint64 `json:"announced_bytes"`
+	Broadcasts          uint64 `json:"broadcasts"`
+	BroadcastsClosed    uint64 `json:"broadcasts_closed"`
+	Subscriptions       uint64 `json:"subscriptions"`
+	SubscriptionsClosed uint64 `json:"subscriptions_closed"`
+	Fetches             uint64 `json:"fetches"`
+	Bytes               uint64 `json:"bytes"`
+	Frames              uint64 `json:"frames"`
+	Groups              uint64 `json:"groups"`
+	Datagrams           uint64 `json:"datagrams"`
+}
+
+// MergePatch applies an RFC 7396 JSON merge patch to target, both as
+// encoding/json decodes into any, following the RFC's pseudocode: a patch
+// that is not an object replaces the target; an object's null members
+// delete, and its other members are merged in recursively. A target that
+// is an object is merged into in place.
+func MergePatch(target, patch any) any {
+	p, ok := patch.(map[string]any)
+	if !ok {
+		return patch
+	}
+	t, ok := target.(map[string]any)
+	if !ok {
+		t = map[string]any{}
+	}
+	for k, v := range p {
+		if v == nil {
+			delete(t, k)
+			continue
+		}
+		t[k] = MergePatch(t[k], v)
+	}
+	return t
+}
