@@ -1,6 +1,6 @@
 GO ?= go
 
-.PHONY: test fmt-check vet actionlint test-race bench-smoke test-arm64 test-arm64-race test-arm64-race-selfcheck soak fuzz demo bench profile
+.PHONY: test fmt-check vet actionlint test-race bench-smoke test-arm64 test-arm64-race test-arm64-race-selfcheck soak fuzz demo bench bench-wire profile
 
 # The README's test command: formatting, vet, the CI workflow's lint, the
 # race-enabled test suite in both shard-selection builds (procPin by
@@ -30,7 +30,7 @@ test-race:
 	cd promstats && $(GO) test -race -count=1 ./...
 
 bench-smoke:
-	cd bench && $(GO) test -run '^$$' -bench . -benchtime 1x -cpu 2,64 .
+	cd bench && $(GO) test -short -run '^$$' -bench . -benchtime 1x -cpu 2,64 .
 	$(GO) test -run '^$$' -bench . -benchtime 1x ./httpstats ./consumer
 
 # The test suite built for arm64 (128-byte cache lines, a weaker memory
@@ -83,6 +83,14 @@ demo:
 # with benchstat tables and the target table; see BENCHMARKS.md.
 bench:
 	bench/run.sh
+
+# The compressed tracks against the plain ones (targets 11 and 12): bytes
+# and pass time at 10k and 100k broadcasts with 0.1%, 1% and 100% changing,
+# 300 passes each, COUNT times (default 3).
+bench-wire:
+	mkdir -p bench/out
+	cd bench && $(GO) test -run '^$$' -bench '^BenchmarkWire$$' -cpu 2 -benchtime 300x -count $${COUNT:-3} . | tee out/wire.txt
+	cd bench && $(GO) run ./cmd/targets -measured out/wire.txt
 
 # CPU and heap profiles of the hot path and of a tick, in bench/out; open
 # one with: go tool pprof -http=:8080 bench/out/bench.test bench/out/tick.cpu.prof

@@ -74,15 +74,15 @@ func New(cfg Config) (*Stats, error) {
 			t.AppendMembers = encode.AppendBroadcastMembersAll
 		}
 		if s.compressed {
-			t.AppendValue = encode.AppendSnapshot
-			t.AppendPatch = func(dst []byte, old, cur *counters.Snapshot) []byte {
-				return encode.AppendSnapshotPatch(dst, old, cur, false)
-			}
-			if s.newer {
-				t.AppendValue = encode.AppendSnapshotAll
-				t.AppendPatch = func(dst []byte, old, cur *counters.Snapshot) []byte {
-					return encode.AppendSnapshotPatch(dst, old, cur, true)
+			all := s.newer
+			t.AppendValue = func(dst []byte, v counters.Snapshot) []byte {
+				if all {
+					return encode.AppendSnapshotAll(dst, &v)
 				}
+				return encode.AppendSnapshot(dst, &v)
+			}
+			t.AppendPatch = func(dst []byte, old, cur counters.Snapshot) []byte {
+				return encode.AppendSnapshotPatch(dst, &old, &cur, all)
 			}
 		}
 	}
@@ -90,7 +90,10 @@ func New(cfg Config) (*Stats, error) {
 		t := &s.sessionTracks[i]
 		*t = snapshot.Track[counters.SessionSnapshot]{Name: tracks[len(s.tracks)+i], AppendMembers: encode.AppendSessionMembers}
 		if s.compressed {
-			t.AppendValue, t.AppendPatch = encode.AppendSessionSnapshot, encode.AppendSessionPatch
+			t.AppendValue = func(dst []byte, v counters.SessionSnapshot) []byte { return encode.AppendSessionSnapshot(dst, &v) }
+			t.AppendPatch = func(dst []byte, old, cur counters.SessionSnapshot) []byte {
+				return encode.AppendSessionPatch(dst, &old, &cur)
+			}
 		}
 	}
 	s.stop, s.done, s.final = make(chan struct{}), make(chan struct{}), make(chan struct{})

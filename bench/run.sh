@@ -33,6 +33,7 @@ for i in $(seq "$COUNT"); do
 	run bench.test procpin.txt -test.bench '^BenchmarkRetainedMemory$' -test.cpu 2 -test.benchtime 1x
 	run bench.test procpin.txt -test.bench '^BenchmarkLeakCheckMechanisms$' -test.cpu 1,2 -test.benchtime "$BENCHTIME"
 	run bench.test procpin.txt -test.bench '^Benchmark(Flush|Encode)$' -test.cpu 2 -test.benchtime 20x
+	run bench.test procpin.txt -test.bench '^BenchmarkWire$' -test.cpu 2 -test.benchtime 300x
 done
 
 benchstat() { go run golang.org/x/perf/cmd/benchstat "$@"; }

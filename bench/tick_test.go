@@ -18,6 +18,10 @@ import (
 
 var tickSizes = []int{10_000, 100_000}
 
+// maxTickEntries is MaxEntries for the tick benchmarks: above the largest
+// size, which the default (65,536) would fold.
+const maxTickEntries = 1 << 20
+
 func tickPaths(n int) []string {
 	paths := make([]string, n)
 	for i := range paths {
@@ -84,7 +88,7 @@ func BenchmarkFlush(b *testing.B) {
 // frame bumped on each, writes them twice so that every buffer is sized,
 // and resets the benchmark's timer and counters.
 func flushSetup(b *testing.B, paths []string) (*moqstats.Stats, []*moqstats.TrackGuard) {
-	s := newStats(b)
+	s := newStatsConfig(b, moqstats.Config{MaxEntries: maxTickEntries})
 	tracks := openTracks(s, paths)
 	b.Cleanup(func() { closeAll(tracks) })
 	s.Flush()

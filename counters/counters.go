@@ -75,7 +75,7 @@ func (c *Counters) Repin(l *shard.Lane) { c.set.Repin(l) }
 // concurrent Read, which sums closed counters first, still never sees
 // closed > open.
 func (c *Counters) Continue(from Snapshot) {
-	v := from.array()
+	v := from.Array()
 	addMasked(&c.set, &v, openMask|newerMask)
 	addMasked(&c.set, &v, closedMask)
 }
@@ -147,7 +147,9 @@ type Snapshot struct {
 	Datagrams      uint64
 }
 
-func (s *Snapshot) array() [shard.Width]uint64 {
+// Array returns s's counters indexed as the counters of a slot (Announced,
+// AnnouncedClosed, ...), Pins left zero.
+func (s *Snapshot) Array() [shard.Width]uint64 {
 	return [shard.Width]uint64{
 		Announced:           s.Announced,
 		AnnouncedClosed:     s.AnnouncedClosed,

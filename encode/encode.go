@@ -161,33 +161,35 @@ func AppendSnapshotAll(dst []byte, s *counters.Snapshot) []byte {
 	return append(dst, '}')
 }
 
-// field is one member of a per-broadcast value, for patches.
+// field is one member of a per-broadcast value, for patches: its name,
+// quoted, with the colon, and its counter index in a counters.Snapshot
+// array.
 type field struct {
-	name string // quoted, with the colon
-	get  func(*counters.Snapshot) uint64
+	name string
+	i    int
 }
 
 // nineFields and allFields are the members of a per-broadcast value in
 // wire order, as AppendSnapshot and AppendSnapshotAll write them.
 var (
 	nineFields = []field{
-		{`"announced":`, func(s *counters.Snapshot) uint64 { return s.Announced }},
-		{`"announced_closed":`, func(s *counters.Snapshot) uint64 { return s.AnnouncedClosed }},
-		{`"broadcasts":`, func(s *counters.Snapshot) uint64 { return s.Broadcasts }},
-		{`"broadcasts_closed":`, func(s *counters.Snapshot) uint64 { return s.BroadcastsClosed }},
-		{`"subscriptions":`, func(s *counters.Snapshot) uint64 { return s.Subscriptions }},
-		{`"subscriptions_closed":`, func(s *counters.Snapshot) uint64 { return s.SubscriptionsClosed }},
-		{`"bytes":`, func(s *counters.Snapshot) uint64 { return s.Bytes }},
-		{`"frames":`, func(s *counters.Snapshot) uint64 { return s.Frames }},
-		{`"groups":`, func(s *counters.Snapshot) uint64 { return s.Groups }},
+		{`"announced":`, counters.Announced},
+		{`"announced_closed":`, counters.AnnouncedClosed},
+		{`"broadcasts":`, counters.Broadcasts},
+		{`"broadcasts_closed":`, counters.BroadcastsClosed},
+		{`"subscriptions":`, counters.Subscriptions},
+		{`"subscriptions_closed":`, counters.SubscriptionsClosed},
+		{`"bytes":`, counters.Bytes},
+		{`"frames":`, counters.Frames},
+		{`"groups":`, counters.Groups},
 	}
 	allFields = []field{
 		nineFields[0], nineFields[1],
-		{`"announced_bytes":`, func(s *counters.Snapshot) uint64 { return s.AnnouncedBytes }},
+		{`"announced_bytes":`, counters.AnnouncedBytes},
 		nineFields[2], nineFields[3], nineFields[4], nineFields[5],
-		{`"fetches":`, func(s *counters.Snapshot) uint64 { return s.Fetches }},
+		{`"fetches":`, counters.Fetches},
 		nineFields[6], nineFields[7], nineFields[8],
-		{`"datagrams":`, func(s *counters.Snapshot) uint64 { return s.Datagrams }},
+		{`"datagrams":`, counters.Datagrams},
 	}
 )
 
@@ -200,16 +202,17 @@ func AppendSnapshotPatch(dst []byte, old, cur *counters.Snapshot, all bool) []by
 	if all {
 		fields = allFields
 	}
+	o, c := old.Array(), cur.Array()
 	dst = append(dst, '{')
 	first := true
 	for _, f := range fields {
-		if v := f.get(cur); v != f.get(old) {
+		if c[f.i] != o[f.i] {
 			if !first {
 				dst = append(dst, ',')
 			}
 			first = false
 			dst = append(dst, f.name...)
-			dst = strconv.AppendUint(dst, v, 10)
+			dst = strconv.AppendUint(dst, c[f.i], 10)
 		}
 	}
 	return append(dst, '}')

@@ -94,8 +94,8 @@ type Track[V Value] struct {
 	// (see "Patches" in the package doc). AppendValue appends one whole
 	// value; AppendPatch the object of cur's members that differ from
 	// old's.
-	AppendValue func(dst []byte, v *V) []byte
-	AppendPatch func(dst []byte, old, cur *V) []byte
+	AppendValue func(dst []byte, v V) []byte
+	AppendPatch func(dst []byte, old, cur V) []byte
 
 	// pass numbers ticks from 1; good is the last pass whose frame
 	// reached the wire (0: none yet).
@@ -188,10 +188,10 @@ func (t *Track[V]) patchRow(key, quoted string, cur V, e *Emitted[V], in bool) {
 	switch {
 	case in && !was:
 		t.patchMember(quoted)
-		t.patch = t.AppendValue(t.patch, &cur)
+		t.patch = t.AppendValue(t.patch, cur)
 	case in && cur != prev:
 		t.patchMember(quoted)
-		t.patch = t.AppendPatch(t.patch, &prev, &cur)
+		t.patch = t.AppendPatch(t.patch, prev, cur)
 	case !in && was:
 		t.patchNull(quoted)
 	}

@@ -337,11 +337,11 @@ func TestSteadyTickAllocatesNothing(t *testing.T) {
 }
 
 // jsonGauge encodes gauges as JSON values, for patch tests.
-func jsonGauge(dst []byte, v *gauge) []byte {
+func jsonGauge(dst []byte, v gauge) []byte {
 	return fmt.Appendf(dst, `{"o":%d,"c":%d}`, v.open, v.closed)
 }
 
-func jsonGaugePatch(dst []byte, old, cur *gauge) []byte {
+func jsonGaugePatch(dst []byte, old, cur gauge) []byte {
 	dst = append(dst, '{')
 	if cur.open != old.open {
 		dst = fmt.Appendf(dst, `"o":%d`, cur.open)
@@ -365,7 +365,7 @@ func newPatchTrack() *Track[gauge] {
 				}
 				dst = append(dst, keys[i]...)
 				dst = append(dst, ':')
-				dst = jsonGauge(dst, &vals[i])
+				dst = jsonGauge(dst, vals[i])
 			}
 			return dst
 		},

@@ -3,11 +3,14 @@
 // whether the target is met. Every ratio is between benchmarks of the same
 // run, medians over -count repetitions.
 //
-//	targets procpin.txt [purego.txt]
+//	targets [-measured] procpin.txt [purego.txt]
+//
+// With -measured, rows whose benchmarks are not in the input are left out.
 package main
 
 import (
 	"bufio"
+	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -72,8 +75,11 @@ type row struct {
 }
 
 func main() {
-	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: targets procpin.txt [purego.txt]")
+	measuredOnly := flag.Bool("measured", false, "leave out rows whose benchmarks are not in the input")
+	flag.Parse()
+	args := flag.Args()
+	if len(args) < 1 {
+		fmt.Fprintln(os.Stderr, "usage: targets [-measured] procpin.txt [purego.txt]")
 		os.Exit(2)
 	}
 	load := func(path string) results {
@@ -90,7 +96,7 @@ func main() {
 		}
 		return r
 	}
-	r := load(os.Args[1])
+	r := load(args[0])
 	var rows []row
 	ratio := func(target, what, num, den, unit string, min, max float64) {
 		n, ok1 := r.median(num, unit)
@@ -181,12 +187,40 @@ func main() {
 		}
 	}
 	bound("10", "bytes per retained key (one slot used)", "RetainedMemory-2", "B/retained-key", 512)
+	for _, n := range []string{"10000", "100000"} {
+		for _, pct := range []string{"0.1", "1", "100"} {
+			w := "Wire/N=" + n + "/changing=" + pct + "%/"
+			plainOverZ := func(what string, min float64) {
+				num, ok1 := r.median(w+"compressed-2", "plain-B/pass")
+				den, ok2 := r.median(w+"compressed-2", "z-B/pass")
+				x := row{target: "11", what: what, ok: ok1 && ok2 && den != 0, want: fmt.Sprintf(">= %gx", min)}
+				if min == 0 {
+					x.want, x.met = "(reported)", true
+				}
+				if x.ok {
+					x.measured = fmt.Sprintf("%.0fx (%.0f B / %.0f B)", num/den, num, den)
+					x.met = x.met || num/den >= min
+				}
+				rows = append(rows, x)
+			}
+			what := "N=" + n + ", " + pct + "% changing"
+			if n == "100000" && pct == "1" {
+				plainOverZ("bytes per pass, plain / compressed, "+what, 100)
+				ratio("12", "pass time, compressed / plain, "+what, w+"compressed-2", w+"plain-2", "ns/op", 0, 1.5)
+			} else {
+				plainOverZ("bytes per pass, plain / compressed, "+what, 0)
+				report("12", "pass time, compressed / plain, "+what, w+"compressed-2", w+"plain-2", "ns/op")
+			}
+		}
+	}
 
 	fmt.Println("| target | what | measured (medians) | wanted | met |")
 	fmt.Println("| --- | --- | --- | --- | --- |")
 	for _, x := range rows {
 		met := "no"
 		switch {
+		case !x.ok && *measuredOnly:
+			continue
 		case !x.ok:
 			x.measured, met = "not measured", "?"
 		case x.want == "(reported)":
@@ -197,8 +231,8 @@ func main() {
 		fmt.Printf("| %s | %s | %s | %s | %s |\n", x.target, x.what, x.measured, x.want, met)
 	}
 
-	if len(os.Args) > 2 {
-		pg := load(os.Args[2])
+	if len(args) > 1 {
+		pg := load(args[1])
 		fmt.Println()
 		fmt.Println("| target 8: benchmark | procpin (default) | purego | purego / procpin |")
 		fmt.Println("| --- | --- | --- | --- |")
