@@ -112,7 +112,9 @@ var ErrSkippedTrack = errors.New("consumer: track skipped")
 // backoff, to follow the node when it publishes again. An event id below
 // the last one seen means the server serves a new broadcast (the node
 // restarted while the follower was away): the track ends before the
-// event is applied. After an end the follower connects without
+// event is applied. Every connection, and every event whose id skips
+// frames, is reported to agg as a Gap (see "Followers and lost frames" in
+// the package doc). After an end the follower connects without
 // Last-Event-ID and skips the ended broadcast's last frame if the server
 // serves it again (same id, same bytes); a new broadcast whose first
 // frame matches both is skipped too, which costs only that frame's
