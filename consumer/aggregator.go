@@ -75,7 +75,8 @@ type Config struct {
 	// MaxKeys caps the keys held, over all nodes and tracks; default
 	// DefaultMaxKeys. With ExpireAfter set, a frame that would exceed it
 	// first expires every key that may already be dropped safely (idle
-	// for longer than the retention window plus RetentionSlack).
+	// for longer than the retention window plus RetentionSlack), at most
+	// once a second of frame time.
 	MaxKeys int
 }
 
@@ -92,7 +93,14 @@ type Aggregator struct {
 	nodes     map[string]*nodeState // guarded by mu
 	keys      int                   // keys held, over all tracks; guarded by mu
 	nextSweep time.Time             // the next frame at or after this sweeps for expired keys; guarded by mu
+	// nextCapSweep: the next frame at or after this that finds MaxKeys
+	// reached sweeps for keys that may be dropped; guarded by mu.
+	nextCapSweep time.Time
 }
+
+// capSweepEvery is the least frame time between two sweeps made because
+// a frame found MaxKeys reached.
+const capSweepEvery = time.Second
 
 type nodeState struct {
 	tracks map[string]*trackState // by track name
@@ -241,9 +249,12 @@ func apply[V Traffic | Presence](a *Aggregator, node string, track Track, at tim
 		return k
 	}
 	add := fresh()
-	if a.keys+add > a.cfg.MaxKeys && a.cfg.ExpireAfter > 0 {
-		// Keys that may be dropped safely go before the frame does.
+	if a.keys+add > a.cfg.MaxKeys && a.cfg.ExpireAfter > 0 && !at.Before(a.nextCapSweep) {
+		// Keys that may be dropped safely go before the frame does. At
+		// most once a second: a sweep costs every key held, and a
+		// producer at the cap may send a frame after frame.
 		a.expire(at, a.window)
+		a.nextCapSweep = at.Add(capSweepEvery)
 		add = fresh()
 	}
 	if a.keys+add > a.cfg.MaxKeys {

@@ -127,8 +127,9 @@
 // goes within ExpireAfter + ExpireAfter/8 of quiet if its node still
 // sends frames; Expire does it on demand, for nodes that went silent. A
 // frame that would take the Aggregator past MaxKeys first drops every
-// key quiet for longer than Retention + RetentionSlack (it could be
-// dropped exactly) before the frame is refused.
+// key quiet for longer than Retention + RetentionSlack (it can be dropped
+// exactly) before the frame is refused; such sweeps cost every key held,
+// so they run at most once a second of frame time.
 //
 // # Rates
 //
