@@ -3,9 +3,10 @@ package consumer
 import (
 	"errors"
 	"fmt"
-
 	"sync"
 	"time"
+
+	"github.com/moqstats/moqstats"
 )
 
 // Aggregator defaults, applied when the corresponding Config field is zero.
@@ -14,19 +15,29 @@ const (
 	// its rates read as zero: three of moqstats' default one-second
 	// intervals.
 	DefaultStaleAfter = 3 * time.Second
-	// DefaultRetentionSlack is added to Config.Retention before a returning
-	// key counts as re-created; see the package doc.
+	// DefaultRetention is the producers' retention window the Aggregator
+	// assumes when Config.Retention is zero: moqstats' own default.
+	DefaultRetention = moqstats.DefaultRetention
+	// DefaultRetentionSlack is added to the retention window before an
+	// absence proves a returning key re-created; see the package doc.
 	DefaultRetentionSlack = 5 * time.Second
 	// DefaultMaxKeys caps the keys an Aggregator holds, summed over nodes
 	// and tracks.
 	DefaultMaxKeys = 1 << 20
 )
 
+// NoRetention, as Config.Retention, says that the producers keep nothing
+// of a collected entry (moqstats.NoRetention, or a producer without
+// retention): a key absent for longer than RetentionSlack comes back
+// from zero.
+const NoRetention time.Duration = -1
+
 // ErrKeyLimit is returned by Observe when a frame would take the
 // Aggregator past Config.MaxKeys; the frame is dropped whole.
 var ErrKeyLimit = errors.New("consumer: key limit reached")
 
-// Config configures an Aggregator. The zero Config is ready to use.
+// Config configures an Aggregator. The zero Config is ready to use for
+// moqstats producers with their default retention.
 type Config struct {
 	// Decoder decodes the frames passed to Observe.
 	Decoder Decoder
@@ -37,32 +48,59 @@ type Config struct {
 	StaleAfter time.Duration
 	// Retention is the producers' retention window (moqstats'
 	// Config.Retention): a path that comes back within it continues from
-	// its old counts. With Retention > 0, a key whose last frame showed it
-	// idle and that comes back more than Retention+RetentionSlack later
-	// starts a new segment even if no counter went down. 0 (the default)
-	// relies on decreases alone. See the package doc for the band in
-	// between.
+	// its old counts, one that comes back later starts from zero. 0 means
+	// DefaultRetention, moqstats' default; NoRetention (any negative
+	// value) means producers keep nothing. It must be at least the
+	// longest window any followed producer uses: a key whose absence,
+	// seen on every track of its node, lasted longer than Retention +
+	// RetentionSlack starts a new segment when it comes back, even if no
+	// counter went down (see "Segments" and "The ambiguity band" in the
+	// package doc). A window longer than the producers' only narrows what
+	// the Aggregator can tell without a decrease.
 	Retention time.Duration
-	// RetentionSlack covers the producer's pass interval and delivery
-	// delays; default DefaultRetentionSlack. Used only with Retention.
+	// RetentionSlack must cover two producer intervals, the longest
+	// delivery delay of a frame (a write that fails and is retried
+	// delays it too) and the longest stall of a producer's pass; default
+	// DefaultRetentionSlack.
 	RetentionSlack time.Duration
+	// ExpireAfter, if positive, bounds how long a key is kept once it is
+	// idle: a key absent from its node's frames and not live for longer
+	// than ExpireAfter is dropped from the View, its lifetime total folded
+	// into its track's expired total (TrackRow.Expired), so sums over keys
+	// stay exact. It must exceed the retention window plus
+	// RetentionSlack, so that a dropped key can only come back as a new
+	// segment; New rejects a shorter one. 0 keeps every key. See
+	// "Expiry" in the package doc.
+	ExpireAfter time.Duration
 	// MaxKeys caps the keys held, over all nodes and tracks; default
-	// DefaultMaxKeys.
+	// DefaultMaxKeys. With ExpireAfter set, a frame that would exceed it
+	// first expires every key that may already be dropped safely (idle
+	// for longer than the retention window plus RetentionSlack), at most
+	// once a second of frame time.
 	MaxKeys int
 }
 
 // Aggregator turns the frames of one or more nodes into lifetime totals,
 // rates and live gauges, following the rules in the package doc. Feed it
-// with Observe (or ObserveTraffic, ObservePresence) and EndTrack; query it
-// with View. It is safe for concurrent use: followers feed it from their
-// own goroutines.
+// with Observe (or ObserveTraffic, ObservePresence), EndTrack and Gap;
+// query it with View. It is safe for concurrent use: followers feed it
+// from their own goroutines.
 type Aggregator struct {
-	cfg Config
+	cfg    Config
+	window time.Duration // the retention window plus slack: absences longer than this prove a re-creation
 
-	mu    sync.Mutex
-	nodes map[string]*nodeState // guarded by mu
-	keys  int                   // keys held, over all tracks; guarded by mu
+	mu        sync.Mutex
+	nodes     map[string]*nodeState // guarded by mu
+	keys      int                   // keys held, over all tracks; guarded by mu
+	nextSweep time.Time             // the next frame at or after this sweeps for expired keys; guarded by mu
+	// nextCapSweep: the next frame at or after this that finds MaxKeys
+	// reached sweeps for keys that may be dropped; guarded by mu.
+	nextCapSweep time.Time
 }
+
+// capSweepEvery is the least frame time between two sweeps made because
+// a frame found MaxKeys reached.
+const capSweepEvery = time.Second
 
 type nodeState struct {
 	tracks map[string]*trackState // by track name
@@ -78,7 +116,17 @@ type trackState struct {
 	frames uint64    // frames applied since the track started or restarted
 	ended  bool      // EndTrack was called and no frame came since
 	endAt  time.Time
-	keys   map[string]*keyState
+	// gapAt is the latest time frames of the track may have been lost or
+	// delivered late (Gap): what happened before it is unknown, so no
+	// absence is measured across it.
+	gapAt time.Time
+	keys  map[string]*keyState
+	// live holds the keys whose latest appearance showed them live; a
+	// frame without one of them shows it went idle.
+	live map[string]*keyState
+	// expired sums the lifetime totals of the keys dropped by expiry.
+	expired     [NumTrafficFields]uint64
+	expiredKeys int
 }
 
 // keyState is one key of one node's track. Counters are arrays indexed
@@ -90,20 +138,32 @@ type keyState struct {
 	hasDelta bool                     // false on the key's first frame in a segment we did not see start
 	seenSeq  uint64                   // the track frame that last carried the key
 	seenAt   time.Time
-	idle     bool // the last frame carrying the key showed it not live
-	ended    bool // its segment ended with its track; the next frame starts one
-	segments int
+	// idle: the key is not live as of the track's latest frame (its last
+	// appearance showed it idle, or a later frame left it out), or its
+	// segment ended. quietFrom is the time of the first frame that showed
+	// it so.
+	idle      bool
+	quietFrom time.Time
+	ended     bool // its segment ended with its track; the next frame starts one
+	segments  int
 }
 
 // New returns an Aggregator. It returns an error wrapping
-// ErrInvalidConfig for negative durations or limits.
+// ErrInvalidConfig for negative durations or limits, and for an
+// ExpireAfter that does not exceed the retention window plus slack.
 func New(cfg Config) (*Aggregator, error) {
-	if cfg.StaleAfter < 0 || cfg.Retention < 0 || cfg.RetentionSlack < 0 || cfg.MaxKeys < 0 ||
+	if cfg.StaleAfter < 0 || cfg.RetentionSlack < 0 || cfg.ExpireAfter < 0 || cfg.MaxKeys < 0 ||
 		cfg.Decoder.MaxFrameSize < 0 || cfg.Decoder.MaxEntries < 0 || cfg.Decoder.MaxDepth < 0 {
 		return nil, fmt.Errorf("%w: negative duration or limit in %+v", ErrInvalidConfig, cfg)
 	}
 	if cfg.StaleAfter == 0 {
 		cfg.StaleAfter = DefaultStaleAfter
+	}
+	switch {
+	case cfg.Retention == 0:
+		cfg.Retention = DefaultRetention
+	case cfg.Retention < 0:
+		cfg.Retention = NoRetention
 	}
 	if cfg.RetentionSlack == 0 {
 		cfg.RetentionSlack = DefaultRetentionSlack
@@ -111,7 +171,12 @@ func New(cfg Config) (*Aggregator, error) {
 	if cfg.MaxKeys == 0 {
 		cfg.MaxKeys = DefaultMaxKeys
 	}
-	return &Aggregator{cfg: cfg, nodes: map[string]*nodeState{}}, nil
+	window := max(cfg.Retention, 0) + cfg.RetentionSlack
+	if cfg.ExpireAfter > 0 && cfg.ExpireAfter <= window {
+		return nil, fmt.Errorf("%w: ExpireAfter %v does not exceed the retention window plus slack (%v): an expired key could come back continuing counts already counted",
+			ErrInvalidConfig, cfg.ExpireAfter, window)
+	}
+	return &Aggregator{cfg: cfg, window: window, nodes: map[string]*nodeState{}}, nil
 }
 
 // ErrInvalidConfig is wrapped by the errors New returns.
@@ -173,18 +238,30 @@ func (a *Aggregator) ObservePresence(node string, track Track, at time.Time, f P
 func apply[V Traffic | Presence](a *Aggregator, node string, track Track, at time.Time, f map[string]V, vec func(*V) *[NumTrafficFields]uint64) error {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	ts := a.track(node, track)
-	fresh := 0
-	for k := range f {
-		if _, ok := ts.keys[k]; !ok {
-			fresh++
+	n, ts := a.track(node, track)
+	fresh := func() int {
+		k := 0
+		for key := range f {
+			if _, ok := ts.keys[key]; !ok {
+				k++
+			}
 		}
+		return k
 	}
-	if a.keys+fresh > a.cfg.MaxKeys {
+	add := fresh()
+	if a.keys+add > a.cfg.MaxKeys && a.cfg.ExpireAfter > 0 && !at.Before(a.nextCapSweep) {
+		// Keys that may be dropped safely go before the frame does. At
+		// most once a second: a sweep costs every key held, and a
+		// producer at the cap may send a frame after frame.
+		a.expire(at, a.window)
+		a.nextCapSweep = at.Add(capSweepEvery)
+		add = fresh()
+	}
+	if a.keys+add > a.cfg.MaxKeys {
 		return fmt.Errorf("%w: node %q track %q: %d keys held, frame adds %d, limit %d",
-			ErrKeyLimit, node, track.Name(), a.keys, fresh, a.cfg.MaxKeys)
+			ErrKeyLimit, node, track.Name(), a.keys, add, a.cfg.MaxKeys)
 	}
-	a.keys += fresh
+	a.keys += add
 
 	if at.Before(ts.last) {
 		at = ts.last
@@ -203,19 +280,45 @@ func apply[V Traffic | Presence](a *Aggregator, node string, track Track, at tim
 			ks = &keyState{cur: *cur, segments: 1}
 			ts.keys[k] = ks
 		} else {
-			a.advance(ks, cur, at)
+			a.advance(n, ts, k, ks, cur, at)
 		}
 		ks.seenSeq, ks.seenAt = ts.seq, at
-		ks.idle = !liveVec(track.Kind, cur)
+		if liveVec(track.Kind, cur) {
+			ks.idle = false
+			ts.live[k] = ks
+		} else {
+			ks.idle, ks.quietFrom = true, at
+			delete(ts.live, k)
+		}
+	}
+	// Every frame a producer writes carries every key live at its pass:
+	// a live key left out went idle since its last appearance.
+	for k, ks := range ts.live {
+		if ks.seenSeq != ts.seq {
+			ks.idle, ks.quietFrom = true, at
+			delete(ts.live, k)
+		}
+	}
+	if a.cfg.ExpireAfter > 0 && !at.Before(a.nextSweep) {
+		a.expire(at, a.cfg.ExpireAfter)
+		a.nextSweep = at.Add(a.cfg.ExpireAfter / 8)
 	}
 	return nil
 }
 
 // advance moves a known key to its values cur in a frame at time at:
 // within its segment, or into a new one (see the package doc's rules).
-func (a *Aggregator) advance(ks *keyState, cur *[NumTrafficFields]uint64, at time.Time) {
-	newSegment := ks.ended ||
-		a.cfg.Retention > 0 && ks.idle && at.Sub(ks.seenAt) > a.cfg.Retention+a.cfg.RetentionSlack
+// n and ts are the key's node and track.
+func (a *Aggregator) advance(n *nodeState, ts *trackState, key string, ks *keyState, cur *[NumTrafficFields]uint64, at time.Time) {
+	newSegment := ks.ended
+	if !newSegment && ks.idle {
+		// Back after an absence: re-created if the absence outlasted any
+		// retention. The key is off this track's frames, so it cannot be
+		// live here; quietSince looks at its other tracks.
+		if since, live := a.quietSince(n, ts, key); !live && at.Sub(since) > a.window {
+			newSegment = true
+		}
+	}
 	if !newSegment {
 		for i := range cur {
 			if cur[i] < ks.cur[i] {
@@ -241,6 +344,43 @@ func (a *Aggregator) advance(ks *keyState, cur *[NumTrafficFields]uint64, at tim
 	ks.cur = *cur
 }
 
+// quietSince returns the time since which key is known idle on node n
+// wherever a producer's entry for it could be pinned, or live if it is
+// live on one of those tracks now. A moqstats broadcast entry holds a
+// path's counters on all four per-broadcast tracks (both tiers, both
+// roles), so a path live on any of them keeps its entry, and with it
+// its counts on every other, however long it is absent there; a session
+// root's entry belongs to its own track. Keys in an ended segment are
+// skipped (their producer is gone) and gaps count as activity: frames
+// before a gap may have been lost. a.mu must be held.
+func (a *Aggregator) quietSince(n *nodeState, ts *trackState, key string) (since time.Time, live bool) {
+	look := func(t *trackState) bool {
+		if t.gapAt.After(since) {
+			since = t.gapAt
+		}
+		ks := t.keys[key]
+		switch {
+		case ks == nil || ks.ended:
+			return false
+		case !ks.idle:
+			return true
+		}
+		if ks.quietFrom.After(since) {
+			since = ks.quietFrom
+		}
+		return false
+	}
+	if ts.track.Kind == SessionsKind {
+		return since, look(ts)
+	}
+	for _, t := range n.tracks {
+		if t.track.Kind != SessionsKind && look(t) {
+			return since, true
+		}
+	}
+	return since, false
+}
+
 func liveVec(k Kind, v *[NumTrafficFields]uint64) bool {
 	if k == SessionsKind {
 		return v[Sessions] != v[SessionsClosed]
@@ -248,8 +388,9 @@ func liveVec(k Kind, v *[NumTrafficFields]uint64) bool {
 	return v[Announced] != v[AnnouncedClosed] || v[Broadcasts] != v[BroadcastsClosed] || v[Subscriptions] != v[SubscriptionsClosed]
 }
 
-// track returns node's state for track, creating it. a.mu must be held.
-func (a *Aggregator) track(node string, track Track) *trackState {
+// track returns node's state and its state for track, creating them.
+// a.mu must be held.
+func (a *Aggregator) track(node string, track Track) (*nodeState, *trackState) {
 	n := a.nodes[node]
 	if n == nil {
 		n = &nodeState{tracks: map[string]*trackState{}}
@@ -258,10 +399,80 @@ func (a *Aggregator) track(node string, track Track) *trackState {
 	name := track.Name()
 	ts := n.tracks[name]
 	if ts == nil {
-		ts = &trackState{track: track, keys: map[string]*keyState{}}
+		ts = &trackState{track: track, keys: map[string]*keyState{}, live: map[string]*keyState{}}
 		n.tracks[name] = ts
 	}
-	return ts
+	return n, ts
+}
+
+// Gap records that frames of node's track may have been lost, or
+// delivered late, before time at: a follower reconnected, or saw frames
+// skipped. The Aggregator then measures no absence across at, since a key
+// may have been live and gone idle again unseen: only decreases can tell
+// such a key re-created, and it is expired no earlier than ExpireAfter
+// after at. FollowHTTP calls it on every connection it makes and on every
+// skip it sees; a follower of another transport that can lose frames
+// must too. Call it for a track not seen yet and it still applies.
+func (a *Aggregator) Gap(node, track string, at time.Time) error {
+	t, err := ParseTrack(track)
+	if err != nil {
+		return err
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if _, ts := a.track(node, t); at.After(ts.gapAt) {
+		ts.gapAt = at
+	}
+	return nil
+}
+
+// Expire drops the keys that have been idle for longer than
+// Config.ExpireAfter as of now, folding their lifetime totals into their
+// tracks' expired totals, and returns how many it dropped. Observe does
+// this by itself every ExpireAfter/8 of frame time; call Expire for nodes
+// that went silent. It does nothing without ExpireAfter.
+func (a *Aggregator) Expire(now time.Time) int {
+	if a.cfg.ExpireAfter <= 0 {
+		return 0
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.expire(now, a.cfg.ExpireAfter)
+}
+
+// expire drops every key idle for longer than after as of now; after is
+// never below a.window, so a dropped key can only come back as a new
+// segment, which is what a new key is. a.mu must be held.
+func (a *Aggregator) expire(now time.Time, after time.Duration) int {
+	dropped := 0
+	for _, n := range a.nodes {
+		for _, ts := range n.tracks {
+			for key, ks := range ts.keys {
+				if !ks.idle {
+					continue
+				}
+				since := ks.quietFrom
+				if !ks.ended {
+					var live bool
+					if since, live = a.quietSince(n, ts, key); live {
+						continue
+					}
+				}
+				if now.Sub(since) <= after {
+					continue
+				}
+				for i := range ts.expired {
+					ts.expired[i] = addSat(ts.expired[i], addSat(ks.base[i], ks.cur[i]))
+				}
+				ts.expiredKeys++
+				delete(ts.keys, key)
+				delete(ts.live, key)
+				dropped++
+			}
+		}
+	}
+	a.keys -= dropped
+	return dropped
 }
 
 // EndTrack records that track of node ended at time at: its broadcast
@@ -303,7 +514,11 @@ func endTrack(ts *trackState, at time.Time) {
 		}
 		ks.cur, ks.delta = [NumTrafficFields]uint64{}, [NumTrafficFields]uint64{}
 		ks.hasDelta, ks.idle, ks.ended = false, true, true
+		if !ks.quietFrom.After(at) {
+			ks.quietFrom = at
+		}
 	}
+	clear(ts.live)
 }
 
 // Keys returns the number of keys held, over all nodes and tracks.

@@ -240,13 +240,17 @@ func TestRetentionTurnsALongAbsenceIntoANewSegment(t *testing.T) {
 	for _, c := range []struct {
 		name     string
 		back     float64 // when the key returns, in seconds
-		lastIdle bool
+		lastIdle bool    // its last appearance showed it idle
+		absent   bool    // a frame without it came at 1s
 		want     uint64
 	}{
-		{"idle, back after the window", 400, true, 10 + 15},
-		{"idle, back within the window", 200, true, 15},
-		{"idle, back within the slack", 304, true, 15},
-		{"live when last seen, back late", 400, false, 15},
+		{"idle, back after the window", 400, true, true, 10 + 15},
+		{"idle, back within the window", 200, true, true, 15},
+		{"idle, back within the slack", 304, true, true, 15},
+		{"idle in its last frame, no frame since, back after the window", 400, true, false, 10 + 15},
+		{"live, then left out of a frame: idle from that frame on", 400, false, true, 10 + 15},
+		{"live, then left out of a frame, back within the window", 301, false, true, 15},
+		{"live in the latest frame, back late", 400, false, false, 15},
 	} {
 		a := newAgg(t, Config{Retention: 5 * time.Minute, RetentionSlack: 5 * time.Second})
 		last := 10
@@ -254,10 +258,54 @@ func TestRetentionTurnsALongAbsenceIntoANewSegment(t *testing.T) {
 			last = -10
 		}
 		observe(t, a, "n", "publisher.json", 0, bytesFrame("k", last))
-		observe(t, a, "n", "publisher.json", 1, []byte(`{}`))
+		if c.absent {
+			observe(t, a, "n", "publisher.json", 1, []byte(`{}`))
+		}
 		// Back with counts a continuation could have: nothing went down.
 		observe(t, a, "n", "publisher.json", c.back, []byte(`{"k":{"subscriptions":2,"subscriptions_closed":1,"bytes":15}}`))
 		if got := row(t, a.View(at(c.back)), "n", "k").Total.Bytes; got != c.want {
+			t.Errorf("%s: total %d, want %d", c.name, got, c.want)
+		}
+	}
+}
+
+// A moqstats entry holds a path on all four per-broadcast tracks: while
+// the path is live on one, its counts on the others are kept however long
+// they stay out of the frames, so an absence on one track proves nothing.
+func TestRetentionAbsenceCountsOnlyWhileThePathIsIdleOnEveryTrack(t *testing.T) {
+	for _, c := range []struct {
+		name   string
+		frames func(a *Aggregator)
+		want   uint64
+	}{
+		{"live on the internal subscriber track all along", func(a *Aggregator) {
+			observe(t, a, "n", "internal/subscriber.json", 0, []byte(`{"k":{"announced":1}}`))
+		}, 10 + 5},
+		{"idle on the subscriber track only since 200s", func(a *Aggregator) {
+			observe(t, a, "n", "subscriber.json", 0, []byte(`{"k":{"announced":1}}`))
+			observe(t, a, "n", "subscriber.json", 200, []byte(`{"k":{"announced":1,"announced_closed":1}}`))
+		}, 10 + 5},
+		{"idle everywhere since 50s", func(a *Aggregator) {
+			observe(t, a, "n", "subscriber.json", 0, []byte(`{"k":{"announced":1}}`))
+			observe(t, a, "n", "subscriber.json", 50, []byte(`{"k":{"announced":1,"announced_closed":1}}`))
+		}, 10 + 10 + 5},
+		{"live on another node", func(a *Aggregator) {
+			observe(t, a, "m", "subscriber.json", 0, []byte(`{"k":{"announced":1}}`))
+		}, 10 + 10 + 5},
+		{"a session root of the same name, live", func(a *Aggregator) {
+			observe(t, a, "n", "sessions.json", 0, []byte(`{"k":{"sessions":1}}`))
+		}, 10 + 10 + 5},
+		{"a gap on the subscriber track at 200s", func(a *Aggregator) {
+			if err := a.Gap("n", "subscriber.json", at(200)); err != nil {
+				t.Fatal(err)
+			}
+		}, 10 + 5},
+	} {
+		a := newAgg(t, Config{Retention: 5 * time.Minute, RetentionSlack: 5 * time.Second})
+		observe(t, a, "n", "publisher.json", 0, bytesFrame("k", -10))
+		c.frames(a)
+		observe(t, a, "n", "publisher.json", 400, []byte(`{"k":{"subscriptions":2,"subscriptions_closed":1,"bytes":15}}`))
+		if got := row(t, a.View(at(400)), "n", "k").Total.Bytes; got != c.want {
 			t.Errorf("%s: total %d, want %d", c.name, got, c.want)
 		}
 	}
@@ -318,7 +366,11 @@ func TestTotalsSaturateInsteadOfWrapping(t *testing.T) {
 }
 
 func TestNewRejectsNegativeSettings(t *testing.T) {
-	for _, cfg := range []Config{{StaleAfter: -1}, {Retention: -1}, {MaxKeys: -1}, {Decoder: Decoder{MaxDepth: -1}}} {
+	for _, cfg := range []Config{
+		{StaleAfter: -1}, {RetentionSlack: -1}, {ExpireAfter: -1}, {MaxKeys: -1}, {Decoder: Decoder{MaxDepth: -1}},
+		{ExpireAfter: DefaultRetention + DefaultRetentionSlack},
+		{ExpireAfter: time.Minute, Retention: time.Minute, RetentionSlack: time.Second},
+	} {
 		if _, err := New(cfg); !errors.Is(err, ErrInvalidConfig) {
 			t.Errorf("New(%+v) = %v, want ErrInvalidConfig", cfg, err)
 		}

@@ -10,8 +10,9 @@
 //     rejects anything a producer cannot have written with a *FrameError.
 //     Frames come off the network: no input makes it panic, and the memory
 //     it uses is bounded by its limits.
-//   - Aggregator is fed (node, track, time, frame) by Observe and EndTrack
-//     and answers with a View: one row per node, track and key, with
+//   - Aggregator is fed (node, track, time, frame) by Observe, EndTrack
+//     and Gap and answers with a View: one row per node, track and key,
+//     one per node and track for its health and expired keys, with
 //     helpers that sum over nodes. It is safe for concurrent use.
 //   - Follow feeds an Aggregator from a Source (anything with
 //     Next(ctx) ([]byte, error), such as a *memorigin.Subscription);
@@ -35,42 +36,100 @@
 //     collected the entry and made a new one, counting from zero);
 //   - its track ended (EndTrack, EndNode: the broadcast closed, so a later
 //     frame is from a new producer counting from zero);
-//   - with Config.Retention set, the last frame carrying the key showed
-//     it idle (no open counter above its closed one) and it comes back
-//     more than Retention + RetentionSlack later.
+//   - the key was absent for longer than the retention window plus slack
+//     (Config.Retention + Config.RetentionSlack), measured as below.
 //
 // A key's lifetime total is the sum of the last values of all its
 // segments; totals never go down (they saturate at 2^64-1 rather than
 // wrap). Keys that leave the frames still count: an entry's final values
 // are always in a frame before the producer drops it, and the Aggregator
-// keeps every key it saw. Totals over nodes are sums of the nodes' totals.
+// keeps every key it saw (unless Config.ExpireAfter folds it into its
+// track's expired total). Totals over nodes are sums of the nodes' totals.
 // Totals start with the first frame seen: an entry's counts from before
 // that are included (they are in its counters), entries collected before
 // it are not.
+//
+// # Absence and retention
+//
+// A moqstats producer collects an entry once no guard pins it; with a
+// retention window W (moqstats' Config.Retention, default 5 minutes) it
+// keeps the entry's final counts for W, and a path that comes back within
+// it continues from them, so it never looks reset. After W it counts from
+// zero. Every frame a producer writes carries every key live at its pass
+// and every key that changed, and an entry is collected only after a
+// frame showed it idle. So the Aggregator knows when a key went quiet:
+//
+//   - a key is idle on a track from the first frame that showed it idle,
+//     or that left it out after it was live;
+//   - a broadcast path's entry spans all four per-broadcast tracks of its
+//     node (both tiers, both roles), so a path live on any of them keeps
+//     its entry and its counts on the others, however long it is absent
+//     there. The path is quiet only while idle on every per-broadcast
+//     track of the node, since the latest of those times. A session root
+//     is quiet on its own track;
+//   - frames lost or delivered late (Gap: a follower reconnected, or saw
+//     frames skipped) count as activity: a key may have been live and
+//     gone idle again unseen, so its quiet time starts again at the gap.
+//
+// A key quiet for longer than W + RetentionSlack when it comes back is a
+// new segment, whatever its counters say. The producer collected the
+// entry within a pass of the frame that showed it idle, dropped its
+// counts at the first pass at least W later, and shows it back at the
+// first pass after it returns: RetentionSlack must cover two producer
+// intervals, the longest delay before a frame is delivered (a write that
+// fails is retried at the next pass, a delay too), and the longest stall
+// of a producer's pass. The Aggregator must see every per-broadcast track
+// of a node (Origin and FollowHTTP do; with Follow, follow all six).
 //
 // # The ambiguity band
 //
 // A producer that re-creates an entry counts from zero, and the consumer
 // sees only frames. If the new entry grows past its predecessor's final
 // values in every counter before a frame shows it, nothing went down and
-// nothing says a new entry began: the Aggregator continues the old
-// segment and under-counts by the predecessor's totals. moqstats writes
-// the final state of an entry before collecting it and shows a new entry
-// in the first frame after its first bump, so this takes a re-created
-// entry that, within one interval, matches everything its predecessor did
-// in its whole life, closes included: rare for a path that carried real
-// traffic, common for one that carried almost none.
+// nothing says a new entry began. With D the longest delivery delay:
 //
-// Retention removes most of it: a producer with a retention window W
-// keeps an idle entry for W, so a path that comes back within W continues
-// its counts and can never look reset. With Config.Retention = W, a key
-// idle for more than W + RetentionSlack is a new segment when it returns,
-// whatever its counters say. Between about W - interval and W + 2·interval
-// (plus delivery jitter) either may have happened; there the Aggregator
-// relies on decreases alone. RetentionSlack (default 5s) should cover two
-// producer intervals and the worst delivery delay; keys that return in
-// the band are rare, since most paths return within seconds or not for
-// hours. Leave Retention at 0 for producers without retention.
+//   - a key quiet for less than W - D when it comes back certainly
+//     continued (unless the producer evicted its retained counts early,
+//     at its MaxEntries: then it came back from zero);
+//   - a key quiet for more than W + RetentionSlack certainly did not, and
+//     is a new segment;
+//   - between the two either may have happened, and only a decrease
+//     tells. A re-created entry that, before a frame shows it, matches
+//     everything its predecessor did in its whole life, closes included,
+//     is then counted as a continuation, and its predecessor's totals are
+//     missing from the lifetime total.
+//
+// moqstats shows a new entry in the first frame after its first bump, so
+// the band takes a path coming back around W after it went quiet with a
+// burst of guards that open and close within one interval: rare for a
+// path that carried real traffic, and harmless for one that carried
+// almost none. Without retention (W = 0: moqstats.NoRetention, upstream
+// producers) the band is [0, RetentionSlack], where most returns fall, and
+// decreases are the main signal: a re-created entry whose first frame
+// shows a guard still open is below its predecessor's closed counters.
+//
+// Retention must be at least the window of every producer followed: a
+// shorter one splits keys that continued, and counts their totals twice.
+// A longer one only widens the band. 0 means DefaultRetention, moqstats'
+// default; NoRetention declares producers without retention.
+//
+// # Expiry
+//
+// With Config.ExpireAfter set, a key idle for longer than ExpireAfter
+// (quiet as above, or in an ended segment, since its end) is dropped: its
+// row leaves the View and its lifetime total is added to its track's
+// expired total (TrackRow.Expired, or ExpiredSessions, and ExpiredKeys),
+// which View.Total and View.SessionsTotal include, so sums over keys and
+// nodes stay exact. ExpireAfter must exceed Retention + RetentionSlack
+// (New rejects a shorter one): a key that comes back after it was
+// dropped would be a new segment anyway, and a new key is one. Observe
+// looks for keys to drop every ExpireAfter/8 of frame time, so a key
+// goes within ExpireAfter + ExpireAfter/8 of quiet if its node still
+// sends frames; Expire does it on demand, for nodes that went silent. A
+// frame that would take the Aggregator past MaxKeys first drops every
+// key quiet for longer than Retention + RetentionSlack (it can be dropped
+// exactly) before the frame is refused; such sweeps cost every key held,
+// so they run at most once a second of frame time.
 //
 // # Rates
 //
@@ -109,7 +168,23 @@
 // The Decoder caps frame size, entries and nesting; the Aggregator caps
 // the keys it holds (Config.MaxKeys) and drops a frame that would exceed
 // it whole, which loses nothing but rate resolution since counters are
-// cumulative. The HTTP follower caps the index, the tracks per node and
-// every event at the Decoder's frame size, without buffering what it
-// skips.
+// cumulative. Without ExpireAfter it never forgets a key, so MaxKeys is
+// eventually reached by a producer with ever new paths; with it, the
+// keys held are those seen within about ExpireAfter. The HTTP follower
+// caps the index, the tracks per node and every event at the Decoder's
+// frame size, without buffering what it skips.
+//
+// # Followers and lost frames
+//
+// A stats track keeps its latest frame only. A follower that connects,
+// or reconnects, after frames were written receives the latest of them:
+// a key that changed in an earlier one and went idle before the latest
+// is not in it, and its change is counted only when the key changes
+// again. FollowHTTP reconnects with backoff (keep HTTPOptions.MaxBackoff
+// short where that matters) and calls Gap, so no absence is measured
+// across the time it was away. The end event of an HTTP stream ends the
+// track; a node that restarts while its follower is disconnected cannot
+// be told from frames that were skipped (httpstats numbers a new
+// broadcast's frames on from the old one's), and its new segments are
+// told by decreases alone.
 package consumer

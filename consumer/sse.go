@@ -112,7 +112,9 @@ var ErrSkippedTrack = errors.New("consumer: track skipped")
 // backoff, to follow the node when it publishes again. An event id below
 // the last one seen means the server serves a new broadcast (the node
 // restarted while the follower was away): the track ends before the
-// event is applied. After an end the follower connects without
+// event is applied. Every connection, and every event whose id skips
+// frames, is reported to agg as a Gap (see "Followers and lost frames" in
+// the package doc). After an end the follower connects without
 // Last-Event-ID and skips the ended broadcast's last frame if the server
 // serves it again (same id, same bytes); a new broadcast whose first
 // frame matches both is skipped too, which costs only that frame's
@@ -314,6 +316,9 @@ func (s *stream) connect(ctx context.Context) (ended, delivered bool, err error)
 	if ct := resp.Header.Get("Content-Type"); !strings.HasPrefix(ct, "text/event-stream") {
 		return false, false, fmt.Errorf("consumer: node %q track %q: content type %q, want text/event-stream", s.node, s.track, ct)
 	}
+	// Frames written while no stream was open are lost, or arrive now,
+	// late: no absence is measured across this moment.
+	s.gap()
 
 	maxFrame, _, _ := s.agg.cfg.Decoder.limits()
 	r := &eventReader{r: bufio.NewReaderSize(resp.Body, 64<<10), max: maxFrame}
@@ -366,11 +371,25 @@ func (s *stream) apply(ev *event) {
 		case -1:
 			// The server numbers from scratch: a new broadcast.
 			s.agg.EndTrack(s.node, s.track, s.opts.Now())
+		default:
+			// A plain track's groups hold one frame each, numbered one
+			// up per frame: a larger step skipped frames (a resync, a
+			// reconnect), or a new broadcast numbered from the clock.
+			if id != [2]int64{s.last[0] + 1, 0} && id != [2]int64{s.last[0], s.last[1] + 1} {
+				s.gap()
+			}
 		}
 	}
 	s.setID(ev)
 	s.sum = frameSum(ev.data)
 	if err := s.agg.Observe(s.node, s.track, s.opts.Now(), ev.data); err != nil {
+		s.opts.report(err)
+	}
+}
+
+// gap tells the Aggregator that frames of the track may have been lost.
+func (s *stream) gap() {
+	if err := s.agg.Gap(s.node, s.track, s.opts.Now()); err != nil {
 		s.opts.report(err)
 	}
 }

@@ -446,3 +446,47 @@ func TestFollowHTTPGivesUpOnAServerThatNeverAnswers(t *testing.T) {
 		return calls["/publisher.json"] >= 3
 	})
 }
+
+// An event whose id skips groups means frames were lost: the follower
+// reports a Gap, so a key absent across it is not taken as re-created
+// however long it was absent; with consecutive ids it is.
+func TestFollowHTTPReportsSkippedFramesAsAGap(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		skip int
+		want uint64
+	}{
+		{"consecutive ids", 0, 10 + 15},
+		{"skipped ids", 3, 15},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			node, srv := newFakeNode(t, ".stats/node", "publisher.json")
+			var mu sync.Mutex
+			clock := t0
+			now := func() time.Time {
+				mu.Lock()
+				defer mu.Unlock()
+				return clock
+			}
+			agg := newAgg(t, Config{Retention: NoRetention, RetentionSlack: time.Second})
+			stop := startFollow(t, agg, srv.URL+"/stats", HTTPOptions{Now: now})
+			defer stop()
+			node.write("publisher.json", `{"k":{"subscriptions":1,"subscriptions_closed":1,"bytes":10}}`)
+			eventually(t, "the first frame", func() bool { return totalBytes(agg) == 10 })
+			mu.Lock()
+			clock = clock.Add(time.Hour)
+			mu.Unlock()
+			// The next event is numbered as if skip frames came between.
+			node.mu.Lock()
+			fs := node.frames["publisher.json"]
+			node.frames["publisher.json"] = append(fs, fakeEvent{id: [2]int64{fs[len(fs)-1].id[0] + 1 + int64(c.skip), 0},
+				data: `{"k":{"subscriptions":2,"subscriptions_closed":2,"bytes":15}}`})
+			node.change()
+			node.mu.Unlock()
+			eventually(t, "the key back", func() bool { return agg.View(now()).Tracks[0].Frames == 2 })
+			if got := totalBytes(agg); got != c.want {
+				t.Fatalf("total %d, want %d", got, c.want)
+			}
+		})
+	}
+}

@@ -93,7 +93,13 @@ type TrackRow struct {
 	Frames    uint64    // frames applied since the track (re)started
 	LastFrame time.Time // zero before the first frame and after an end
 	Ended     bool      // EndTrack was called and no frame came since
-	Keys      int
+	Keys      int       // keys held
+	// ExpiredKeys counts the keys dropped by expiry (Config.ExpireAfter);
+	// their lifetime totals, summed, are Expired on a per-broadcast track
+	// and ExpiredSessions on a sessions track. They never go down.
+	ExpiredKeys     int
+	Expired         Traffic
+	ExpiredSessions Presence
 }
 
 // View returns the Aggregator's state as of now.
@@ -102,7 +108,13 @@ func (a *Aggregator) View(now time.Time) *View {
 	a.mu.Lock()
 	for node, n := range a.nodes {
 		for _, ts := range n.tracks {
-			v.Tracks = append(v.Tracks, TrackRow{Node: node, Track: ts.track, Frames: ts.frames, LastFrame: ts.last, Ended: ts.ended, Keys: len(ts.keys)})
+			tr := TrackRow{Node: node, Track: ts.track, Frames: ts.frames, LastFrame: ts.last, Ended: ts.ended, Keys: len(ts.keys), ExpiredKeys: ts.expiredKeys}
+			if ts.track.Kind == SessionsKind {
+				tr.ExpiredSessions = presenceOf(&ts.expired)
+			} else {
+				*tr.Expired.counters() = ts.expired
+			}
+			v.Tracks = append(v.Tracks, tr)
 			for key, ks := range ts.keys {
 				var total [NumTrafficFields]uint64
 				for i := range total {
@@ -168,8 +180,8 @@ func presenceOf(v *[NumTrafficFields]uint64) Presence {
 }
 
 // Total returns the lifetime totals of every broadcast on tier's tracks of
-// kind (Publisher or Subscriber), summed over nodes. tier is a Track.Tier
-// ("" for the default tier).
+// kind (Publisher or Subscriber), summed over nodes, expired keys
+// included. tier is a Track.Tier ("" for the default tier).
 func (v *View) Total(tier string, kind Kind) Traffic {
 	var t Traffic
 	for i := range v.Broadcasts {
@@ -177,11 +189,17 @@ func (v *View) Total(tier string, kind Kind) Traffic {
 			addTraffic(&t, &r.Total)
 		}
 	}
+	for i := range v.Tracks {
+		if r := &v.Tracks[i]; r.Track.Tier == tier && r.Track.Kind == kind {
+			addTraffic(&t, &r.Expired)
+		}
+	}
 	return t
 }
 
 // BroadcastTotal returns broadcast's lifetime totals on tier's tracks of
-// kind, summed over nodes.
+// kind, summed over nodes. A broadcast's expired segments are in its
+// tracks' Expired totals, not here.
 func (v *View) BroadcastTotal(tier string, kind Kind, broadcast string) Traffic {
 	var t Traffic
 	for i := range v.Broadcasts {
@@ -249,6 +267,27 @@ func (v *View) SessionTotal(tier, root string) Presence {
 		if r := &v.Sessions[i]; r.Track.Tier == tier && r.Root == root {
 			p.Sessions = addSat(p.Sessions, r.Total.Sessions)
 			p.SessionsClosed = addSat(p.SessionsClosed, r.Total.SessionsClosed)
+		}
+	}
+	return p
+}
+
+// SessionsTotal returns the lifetime session counters of every root on
+// tier, summed over roots and nodes, expired roots included.
+func (v *View) SessionsTotal(tier string) Presence {
+	var p Presence
+	add := func(q *Presence) {
+		p.Sessions = addSat(p.Sessions, q.Sessions)
+		p.SessionsClosed = addSat(p.SessionsClosed, q.SessionsClosed)
+	}
+	for i := range v.Sessions {
+		if r := &v.Sessions[i]; r.Track.Tier == tier {
+			add(&r.Total)
+		}
+	}
+	for i := range v.Tracks {
+		if r := &v.Tracks[i]; r.Track.Tier == tier && r.Track.Kind == SessionsKind {
+			add(&r.ExpiredSessions)
 		}
 	}
 	return p

@@ -186,18 +186,28 @@ func FuzzDecodeFrame(f *testing.F) {
 }
 
 // FuzzAggregator feeds an Aggregator random sequences of frames (mostly
-// well-formed, some raw fuzz bytes), track ends and views, from two nodes
-// on all six tracks, and checks that it never panics and that no
-// lifetime total, per row or summed, ever goes down.
+// well-formed, some raw fuzz bytes), track ends, gaps, expiry sweeps and
+// views, from two nodes on all six tracks, with key expiry on or off (the
+// input's first byte), and checks that it never panics, that no
+// lifetime total summed over a track's keys and its expired keys ever
+// goes down, and that no row's total goes down or its row disappears
+// unless its track expired a key meanwhile.
 func FuzzAggregator(f *testing.F) {
 	f.Add([]byte("\x00\x02\x01\x05\x10\x03\x00\x02\x01\x02\x01\x07\x00\x02\x01\x09"))
 	f.Add([]byte("\x08\x01\x00\x04\x04\x0f\x08\x01\x00\x01\x01\x17\x08\x01\x00\x05\x05"))
 	f.Add([]byte("\x06{\"a\":{\"bytes\":1}}"))
+	// Expiry on: a key idle, time passing, a gap, a sweep, the key back.
+	f.Add([]byte("\x80\x02\x00\x01\x01\x00\xf0\xf2\x00\xfc\xf0\x0a\xf0\x02\x00\x01\x01\x01\xf0\x0a\x00\x02\x00\x01\x01\x01"))
 	f.Fuzz(func(t *testing.T, ops []byte) {
-		agg, err := consumer.New(consumer.Config{MaxKeys: 8, Retention: 3 * time.Second, RetentionSlack: time.Second})
+		cfg := consumer.Config{MaxKeys: 8, Retention: 3 * time.Second, RetentionSlack: time.Second}
+		if len(ops) > 0 && ops[0]&0x80 != 0 {
+			cfg.ExpireAfter = 5 * time.Second
+		}
+		agg, err := consumer.New(cfg)
 		if err != nil {
 			t.Fatal(err)
 		}
+		prevExpired := map[string]int{}
 		tracks := []string{"publisher.json", "subscriber.json", "internal/publisher.json", "internal/subscriber.json", "sessions.json", "internal/sessions.json"}
 		keys := []string{"a", "b/c", ""}
 		clock := time.Unix(0, 0)
@@ -220,6 +230,12 @@ func FuzzAggregator(f *testing.F) {
 				agg.EndNode(node, clock)
 			case op&0x0e == 0x0e:
 				agg.EndTrack(node, track, clock)
+			case op&0x0f == 0x0c:
+				if err := agg.Gap(node, tracks[int(op>>4)%len(tracks)], clock); err != nil {
+					t.Fatal(err)
+				}
+			case op == 0x0a && cfg.ExpireAfter > 0:
+				agg.Expire(clock)
 			case op == 6:
 				// The rest of the input, raw: hostile frames must be
 				// rejected cleanly.
@@ -256,12 +272,66 @@ func FuzzAggregator(f *testing.F) {
 				cur[r.Node+"|"+r.Track.Name()+"|"+r.Root+"|sc"] = r.Total.SessionsClosed
 			}
 			cur["sum"] = v.Total("", consumer.Publisher).Bytes
-			for k, was := range prev {
-				if now, ok := cur[k]; !ok || now < was {
-					t.Fatalf("total %s went from %d to %d (present %v)", k, was, now, ok)
+			cur["sessions"] = v.SessionsTotal("").Sessions
+			expired := map[string]int{}
+			for _, tr := range v.Tracks {
+				id := tr.Node + "|" + tr.Track.Name()
+				expired[id] = tr.ExpiredKeys
+				if tr.ExpiredKeys > 0 && cfg.ExpireAfter == 0 {
+					t.Fatalf("track %s expired %d keys without ExpireAfter", id, tr.ExpiredKeys)
+				}
+				var sum consumer.Traffic
+				for _, r := range v.Broadcasts {
+					if r.Node == tr.Node && r.Track == tr.Track {
+						sum = addTraffic(sum, r.Total)
+					}
+				}
+				sum = addTraffic(sum, tr.Expired)
+				sum.Announced = satAdd(sum.Announced, tr.ExpiredSessions.Sessions)
+				for _, r := range v.Sessions {
+					if r.Node == tr.Node && r.Track == tr.Track {
+						sum.Announced = satAdd(sum.Announced, r.Total.Sessions)
+					}
+				}
+				for _, fld := range consumer.TrafficFields() {
+					cur["track|"+id+"|"+fld.String()] = sum.Field(fld)
 				}
 			}
-			prev = cur
+			for k, was := range prev {
+				now, ok := cur[k]
+				if ok && now >= was {
+					continue
+				}
+				// A row may go, or come back lower, only if its track
+				// expired a key meanwhile.
+				parts := strings.SplitN(k, "|", 3)
+				if len(parts) == 3 && parts[0] != "track" {
+					id := parts[0] + "|" + parts[1]
+					if expired[id] > prevExpired[id] {
+						continue
+					}
+				}
+				t.Fatalf("total %s went from %d to %d (present %v)", k, was, now, ok)
+			}
+			prev, prevExpired = cur, expired
 		}
 	})
+}
+
+func addTraffic(a, b consumer.Traffic) consumer.Traffic {
+	return consumer.Traffic{
+		Announced: satAdd(a.Announced, b.Announced), AnnouncedClosed: satAdd(a.AnnouncedClosed, b.AnnouncedClosed),
+		AnnouncedBytes: satAdd(a.AnnouncedBytes, b.AnnouncedBytes), Broadcasts: satAdd(a.Broadcasts, b.Broadcasts),
+		BroadcastsClosed: satAdd(a.BroadcastsClosed, b.BroadcastsClosed), Subscriptions: satAdd(a.Subscriptions, b.Subscriptions),
+		SubscriptionsClosed: satAdd(a.SubscriptionsClosed, b.SubscriptionsClosed), Fetches: satAdd(a.Fetches, b.Fetches),
+		Bytes: satAdd(a.Bytes, b.Bytes), Frames: satAdd(a.Frames, b.Frames), Groups: satAdd(a.Groups, b.Groups),
+		Datagrams: satAdd(a.Datagrams, b.Datagrams),
+	}
+}
+
+func satAdd(a, b uint64) uint64 {
+	if s := a + b; s >= a {
+		return s
+	}
+	return 1<<64 - 1
 }
