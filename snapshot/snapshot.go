@@ -48,6 +48,23 @@
 // whose counters keep growing, and a final count that had not reached the
 // wire goes out with the successor's.
 //
+// # Patches
+//
+// A compressed track carries, between snapshots, the merge patch (RFC
+// 7396) that turns the frame of one tick into the next. A Track with
+// AppendValue and AppendPatch builds it while it offers rows, from what it
+// already knows: a key whose Emitted says it was in the frame before
+// (Emitted records the last pass whose frame held the key) and is in this
+// one with another value maps to its changed members; a key in this frame
+// and not the one before, to its whole value; a key in the frame before
+// and not this one, to null. A key whose row is gone (its owner forgot it
+// after the frame, see Gone) is null in the next patch, or, if a successor
+// row of the same key is offered, the successor is diffed against it. So
+// a patch costs work in proportion to what changed, beyond the visit every
+// row gets anyway, and is empty exactly when the two frames hold the same
+// value. The frame before is the one built, written or not: a writer whose
+// last write failed starts over from a snapshot.
+//
 // # Encoding as it goes
 //
 // Once a tick's frame is known to differ, every later Offer is encoded by
