@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
+	"reflect"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -54,20 +55,24 @@ func (l *ledger) add(key string, n uint64, beforeClose bool) {
 // retention. A ledger kept by the workers bounds what must be on the
 // wire: everything bumped in a guard cycle that ended before Close began,
 // and nothing beyond what was bumped at all. Every frame must parse with
-// closed <= open, and with retention no counter may go back.
+// closed <= open, and with retention no counter may go back. With
+// compressed siblings, each one's frames must add up, after Close, to the
+// last plain frame of its track.
 func TestStressChurnAgainstFlushCloseAndFailedWrites(t *testing.T) {
 	for round := range stressRounds(t) {
 		for _, retention := range []time.Duration{0, moqstats.NoRetention} {
-			t.Run(fmt.Sprintf("round=%d/retention=%v", round, retention), func(t *testing.T) {
-				stressRound(t, uint64(round), retention)
-			})
+			for _, compressed := range []bool{false, true} {
+				t.Run(fmt.Sprintf("round=%d/retention=%v/compressed=%v", round, retention, compressed), func(t *testing.T) {
+					stressRound(t, uint64(round), retention, compressed)
+				})
+			}
 		}
 	}
 }
 
-func stressRound(t *testing.T, seed uint64, retention time.Duration) {
+func stressRound(t *testing.T, seed uint64, retention time.Duration, compressed bool) {
 	o := memorigin.New()
-	s, err := moqstats.New(moqstats.Config{Origin: o, Interval: time.Millisecond, Retention: retention})
+	s, err := moqstats.New(moqstats.Config{Origin: o, Interval: time.Millisecond, Retention: retention, Compressed: compressed, DeltaRatio: 2})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -75,18 +80,33 @@ func stressRound(t *testing.T, seed uint64, retention time.Duration) {
 	sess := frames[SessionSnapshot](t, o, s, moqstats.TrackSessions)
 	b, _ := o.Lookup(s.Path())
 	var failing atomic.Int32 // 1 + index of the failing track, 0 for none
-	tracks := moqstats.Tracks()
+	tracks := s.Tracks()
+	var zs []*zReader
+	if compressed {
+		for _, name := range moqstats.Tracks() {
+			sub, err := o.Subscribe(s.Path(), name+moqstats.CompressedSuffix)
+			if err != nil {
+				t.Fatal(err)
+			}
+			// Failed writes make resync snapshots that repeat the value.
+			zs = append(zs, &zReader{t: t, name: name + moqstats.CompressedSuffix, sub: sub, anyFailed: true})
+		}
+	}
 	b.SetWriteHook(func(track string, _ []byte) error {
 		if i := failing.Load(); i > 0 && tracks[i-1] == track {
 			return errors.New("injected")
 		}
 		return nil
 	})
+	// NoRetention: each forgotten incarnation's final bytes, and how many
+	// publisher frames were written when the key's last one was forgotten
+	// (its final frame is among them; a later incarnation's are not).
 	var dropMu sync.Mutex
-	dropped := map[string]uint64{} // NoRetention: each collected incarnation's final bytes
+	dropped, droppedAt := map[string]uint64{}, map[string]int{}
 	defer moqstats.SetHookDropped(func(key string, final *[4]counters.Snapshot) {
 		dropMu.Lock()
 		dropped[key] += final[0].Bytes
+		droppedAt[key] = b.Writes(moqstats.TrackPublisher)
 		dropMu.Unlock()
 	})()
 
@@ -172,6 +192,13 @@ func stressRound(t *testing.T, seed uint64, retention time.Duration) {
 	close(stop)
 	wg.Wait()
 
+	for i, z := range zs {
+		z.drain()
+		plain, _ := b.Latest(moqstats.Tracks()[i])
+		if want := jsonValue(t, plain); !reflect.DeepEqual(z.value, want) {
+			t.Errorf("%s adds up to %v, its plain track's last frame is %s", z.name, z.value, plain)
+		}
+	}
 	allPub, allSess := pub(), sess()
 	for i, f := range allPub {
 		for k, v := range f {
@@ -184,10 +211,10 @@ func stressRound(t *testing.T, seed uint64, retention time.Duration) {
 		fieldsNeverDecrease(t, allPub)
 		fieldsNeverDecrease(t, allSess)
 	}
-	lastPub := map[string]uint64{}
-	for _, f := range allPub {
+	lastPub, lastAt := map[string]uint64{}, map[string]int{}
+	for i, f := range allPub { // frame i is the publisher track's write i+1
 		for k, v := range f {
-			lastPub[k] = v.Bytes
+			lastPub[k], lastAt[k] = v.Bytes, i+1
 		}
 	}
 	lastSess := map[string]uint64{}
@@ -200,8 +227,8 @@ func stressRound(t *testing.T, seed uint64, retention time.Duration) {
 		got := lastPub[key]
 		if retention < 0 {
 			got = dropped[key]
-			if moqstats.HasEntry(s, key) {
-				got += lastPub[key] // the live incarnation, in the last frame
+			if lastAt[key] > droppedAt[key] {
+				got += lastPub[key] // an incarnation never forgotten
 			}
 		}
 		if must, may := bytes.must[key], bytes.may[key]; got < must || got > must+may {
