@@ -10,6 +10,7 @@ import (
 	"io"
 	"log/slog"
 	"math/rand/v2"
+	"reflect"
 	"runtime"
 	"runtime/metrics"
 	"strings"
@@ -22,6 +23,7 @@ import (
 	"github.com/moqstats/moqstats"
 	"github.com/moqstats/moqstats/internal/wiretest"
 	"github.com/moqstats/moqstats/memorigin"
+	"github.com/moqstats/moqstats/zframe"
 )
 
 // maxProcs is the most Ps the soak runs with.
@@ -239,25 +241,42 @@ func (w *worker) trackCycle(h moqstats.Handle, tg target, track, role int, leak 
 	}
 	var g *moqstats.BroadcastGuard
 	var t *moqstats.TrackGuard
-	if w.r.IntN(2) == 0 {
+	fetch := w.r.IntN(6) == 0 // a fetch: no subscription, payload counted
+	switch {
+	case w.r.IntN(2) == 0:
 		if role == 0 {
 			g = bs.Publisher()
 		} else {
 			g = bs.Subscriber()
 		}
-		t = g.Track("v")
-	} else if role == 0 {
+		if fetch {
+			t = g.Fetch("v")
+		} else {
+			t = g.Track("v")
+		}
+	case fetch && role == 0:
+		t = bs.PublisherFetch("v")
+	case fetch:
+		t = bs.SubscriberFetch("v")
+	case role == 0:
 		t = bs.PublisherTrack("v")
-	} else {
+	default:
 		t = bs.SubscriberTrack("v")
 	}
 	var n, f, gr uint64
 	for range w.r.IntN(8) + 1 {
-		if w.r.IntN(4) == 0 {
+		b := uint64(w.r.IntN(1500))
+		switch w.r.IntN(8) {
+		case 0, 1:
 			t.Group()
 			gr++
+		case 2: // a group sent as one datagram
+			t.Datagram(b)
+			n += b
+			f++
+			gr++
+			continue
 		}
-		b := uint64(w.r.IntN(1500))
 		t.Bytes(b)
 		t.Frame()
 		n += b
@@ -267,8 +286,10 @@ func (w *worker) trackCycle(h moqstats.Handle, tg target, track, role int, leak 
 		return // nil guards: nothing to close or count
 	}
 	k := tg.key
-	w.l.bump(track, k, subscriptions, 1)
-	w.l.bump(track, k, subscriptionsClosed, 1)
+	if !fetch {
+		w.l.bump(track, k, subscriptions, 1)
+		w.l.bump(track, k, subscriptionsClosed, 1)
+	}
 	w.l.bump(track, k, bytesN, n)
 	w.l.bump(track, k, frames, f)
 	w.l.bump(track, k, groups, gr)
@@ -289,6 +310,64 @@ func (w *worker) trackCycle(h moqstats.Handle, tg target, track, role int, leak 
 	}
 	t.Close()
 	g.Close()
+}
+
+// zchecker follows a compressed track as a consumer does: it inflates
+// every frame, applies each delta to the value its group built so far, and
+// keeps the value.
+type zchecker struct {
+	name   string
+	dec    zframe.Decoder
+	group  uint64
+	index  int
+	value  any
+	frames int
+	err    error
+}
+
+func (z *zchecker) run(sub *memorigin.Subscription) {
+	for {
+		f, err := sub.NextFrame(context.Background())
+		if errors.Is(err, io.EOF) {
+			return
+		}
+		if err != nil {
+			z.err = err
+			return
+		}
+		z.frames++
+		if err := z.apply(f); err != nil && z.err == nil {
+			z.err = fmt.Errorf("%s frame %d.%d: %w", z.name, f.Group, f.Index, err)
+		}
+	}
+}
+
+func (z *zchecker) apply(f memorigin.Frame) error {
+	var raw []byte
+	var err error
+	switch {
+	case f.Index == 0:
+		if f.Group <= z.group {
+			return fmt.Errorf("group %d after %d", f.Group, z.group)
+		}
+		raw, err = z.dec.Snapshot(f.Data)
+	case f.Group != z.group || f.Index != z.index+1:
+		return fmt.Errorf("after %d.%d: frames of a group must be contiguous", z.group, z.index)
+	default:
+		raw, err = z.dec.Delta(f.Data)
+	}
+	if err != nil {
+		return err
+	}
+	var v any
+	if err := json.Unmarshal(raw, &v); err != nil {
+		return fmt.Errorf("%w: %s", err, raw)
+	}
+	if f.Index > 0 {
+		v = wiretest.MergePatch(z.value, v)
+	}
+	z.group, z.index, z.value = f.Group, f.Index, v
+	return nil
 }
 
 // checker reads every frame of one track as it is written and checks it.
@@ -401,7 +480,7 @@ func TestSoak(t *testing.T) {
 	}
 	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(0))
 	origin := memorigin.New()
-	s, err := moqstats.New(moqstats.Config{Origin: origin, Node: "soak", Interval: time.Millisecond, Logger: slog.New(slog.DiscardHandler)})
+	s, err := moqstats.New(moqstats.Config{Origin: origin, Node: "soak", Interval: time.Millisecond, Compressed: true, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -424,6 +503,7 @@ func TestSoak(t *testing.T) {
 		return nil
 	})
 	var checkers []*checker
+	var zcheckers []*zchecker
 	var checking sync.WaitGroup
 	for i, name := range moqstats.Tracks() {
 		sub, err := origin.Subscribe(s.Path(), name)
@@ -433,6 +513,13 @@ func TestSoak(t *testing.T) {
 		c := &checker{name: name, sessions: i >= 4}
 		checkers = append(checkers, c)
 		checking.Go(func() { c.run(sub) })
+		zsub, err := origin.Subscribe(s.Path(), name+moqstats.CompressedSuffix)
+		if err != nil {
+			t.Fatal(err)
+		}
+		z := &zchecker{name: name + moqstats.CompressedSuffix}
+		zcheckers = append(zcheckers, z)
+		checking.Go(func() { z.run(zsub) })
 	}
 
 	ts := targets(300)
@@ -471,6 +558,7 @@ func TestSoak(t *testing.T) {
 			}
 		}
 	})
+	nframes := 0
 	start := time.Now()
 	time.Sleep(*soakFor)
 	close(stop)
@@ -499,12 +587,26 @@ func TestSoak(t *testing.T) {
 	}
 	checking.Wait()
 
+	// Every compressed track adds up to its plain track's last frame.
+	for i, z := range zcheckers {
+		nframes += z.frames
+		if z.err != nil {
+			t.Fatal(z.err)
+		}
+		plain, _ := b.Latest(moqstats.Tracks()[i])
+		var want any
+		if err := json.Unmarshal(plain, &want); err != nil {
+			t.Fatal(err)
+		}
+		if !reflect.DeepEqual(z.value, want) {
+			t.Errorf("%s adds up to a value other than %s's last frame", z.name, moqstats.Tracks()[i])
+		}
+	}
 	var ops uint64
 	for _, w := range workers {
 		want.merge(w.l)
 		ops += w.ops
 	}
-	nframes := 0
 	for i, c := range checkers {
 		nframes += c.frames
 		if c.err != nil {
