@@ -1,10 +1,22 @@
 // Package fuzz holds moqstats' fuzz targets, each feeding arbitrary input
 // straight to risky code and checking it against an independent oracle:
-// encoding/json for the JSON escaper and frames, a brute-force search of
-// UTF-8 completions for lossy decoding, a naive split-and-join for path
-// normalization, and a model of the counts for the aggregator itself.
 //
-// Run one with go test -fuzz=FuzzAppendString ./fuzz/ (one target at a
-// time); plain go test runs every seed, including the committed corpus in
-// testdata/fuzz.
+//   - FuzzAppendString, FuzzFrame: the JSON escaper and frames, against
+//     encoding/json.
+//   - FuzzLossyFix, FuzzNormalize: lossy UTF-8 decoding against a
+//     brute-force search of completions, path normalization against a
+//     naive split-and-join.
+//   - FuzzStats, FuzzRetention, FuzzCaps, FuzzLeaks, FuzzCompressed: the
+//     aggregator against a model of the counts, with keys pinned, collected
+//     and re-created under retention, folded under caps, guards dropped for
+//     the garbage collector, and compressed siblings followed frame by
+//     frame.
+//   - FuzzHTTPRequest: the HTTP handler's request parsing and stream
+//     framing, against the documented rules.
+//   - FuzzDecodeFrame, FuzzAggregator: the consumer's decoder against
+//     encoding/json, and its aggregator's totals, which never go down.
+//
+// make fuzz runs every target for FUZZTIME (30s) each; go test -fuzz=NAME
+// ./fuzz runs one. Plain go test runs every seed, including the committed
+// corpus in testdata/fuzz.
 package fuzz

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"reflect"
 	"runtime"
 	"slices"
 	"strings"
@@ -13,6 +14,7 @@ import (
 	"github.com/moqstats/moqstats"
 	"github.com/moqstats/moqstats/internal/wiretest"
 	"github.com/moqstats/moqstats/memorigin"
+	"github.com/moqstats/moqstats/zframe"
 )
 
 type snap = wiretest.Snapshot
@@ -51,6 +53,9 @@ type modelRun struct {
 	keys []string
 	// maxEntries and maxPathLen are the Config's.
 	maxEntries, maxPathLen int
+	// compressed publishes compressed siblings, followed frame by frame:
+	// after each fully written pass each adds up to its plain frame.
+	compressed bool
 }
 
 // runModel drives a Stats with the sequence ops (pairs of op, argument) of
@@ -67,9 +72,19 @@ func runModel(t *testing.T, run modelRun, ops []byte) {
 		ops = ops[:400]
 	}
 	origin := memorigin.New()
-	s, err := moqstats.New(moqstats.Config{Origin: origin, Interval: time.Hour, MaxEntries: run.maxEntries, MaxPathLen: run.maxPathLen})
+	s, err := moqstats.New(moqstats.Config{Origin: origin, Interval: time.Hour, MaxEntries: run.maxEntries, MaxPathLen: run.maxPathLen, Compressed: run.compressed, DeltaRatio: 1})
 	if err != nil {
 		t.Fatal(err)
+	}
+	var zs []*zFollower
+	if run.compressed {
+		for _, name := range moqstats.Tracks() {
+			sub, err := origin.Subscribe(s.Path(), name+moqstats.CompressedSuffix)
+			if err != nil {
+				t.Fatal(err)
+			}
+			zs = append(zs, &zFollower{sub: sub})
+		}
 	}
 	maxEntries, maxPathLen := run.maxEntries, run.maxPathLen
 	if maxEntries == 0 {
@@ -155,6 +170,22 @@ func runModel(t *testing.T, run modelRun, ops []byte) {
 
 	check := func(exact bool) {
 		t.Helper()
+		for i, z := range zs {
+			if err := z.drain(); err != nil {
+				t.Fatalf("%s.z: %v", tracks[i], err)
+			}
+			if !exact {
+				continue
+			}
+			raw, _ := b.Latest(tracks[i])
+			var plain any
+			if err := json.Unmarshal(raw, &plain); err != nil {
+				t.Fatal(err)
+			}
+			if !reflect.DeepEqual(z.value, plain) {
+				t.Fatalf("%s.z adds up to %v, %s is %s", tracks[i], z.value, tracks[i], raw)
+			}
+		}
 		for i, name := range tracks {
 			raw, ok := b.Latest(name)
 			if !ok {
@@ -380,6 +411,40 @@ func runModel(t *testing.T, run modelRun, ops []byte) {
 	}
 }
 
+// zFollower follows a compressed track frame by frame, as a consumer does.
+type zFollower struct {
+	sub   *memorigin.Subscription
+	dec   zframe.Decoder
+	value any
+}
+
+func (z *zFollower) drain() error {
+	for {
+		f, ok := z.sub.TryNextFrame()
+		if !ok {
+			return nil
+		}
+		var raw []byte
+		var err error
+		if f.Index == 0 {
+			raw, err = z.dec.Snapshot(f.Data)
+		} else {
+			raw, err = z.dec.Delta(f.Data)
+		}
+		if err != nil {
+			return err
+		}
+		var v any
+		if err := json.Unmarshal(raw, &v); err != nil {
+			return err
+		}
+		if f.Index > 0 {
+			v = wiretest.MergePatch(z.value, v)
+		}
+		z.value = v
+	}
+}
+
 var statsSeeds = [][]byte{
 	{0, 0, 2, 200, 3, 0, 5, 0, 1, 0, 5, 0},
 	{0, 5, 0, 6, 7, 0, 7, 1, 6, 1, 2, 9, 5, 0, 8, 0, 9, 0, 5, 0, 10, 0, 5, 0},
@@ -423,6 +488,21 @@ func FuzzCaps(f *testing.F) {
 	keys := []string{"a", "b/c", strings.Repeat("x", 9), "d", "e/\xff" + strings.Repeat("y", 20)}
 	f.Fuzz(func(t *testing.T, ops []byte) {
 		runModel(t, modelRun{pinned: true, keys: keys, maxEntries: 2, maxPathLen: 8}, ops)
+	})
+}
+
+// FuzzCompressed runs the model with nothing pinned and compressed
+// siblings on a tight delta budget (groups roll often), with failed writes
+// on plain and compressed tracks alike: each compressed track, followed
+// frame by frame, adds up to its plain track after every fully written
+// pass.
+func FuzzCompressed(f *testing.F) {
+	for _, s := range statsSeeds {
+		f.Add(s)
+	}
+	f.Add([]byte{0, 0, 2, 7, 5, 0, 2, 9, 6, 1, 5, 0, 1, 0, 5, 0, 5, 0, 9, 0, 6, 9, 5, 0})
+	f.Fuzz(func(t *testing.T, ops []byte) {
+		runModel(t, modelRun{keys: fuzzKeys, compressed: true}, ops)
 	})
 }
 
