@@ -105,8 +105,8 @@ type Config struct {
 	// within it continues from them, so a counter a frame shows for a key
 	// never goes back while it is retained. 0 means DefaultRetention;
 	// NoRetention (any negative value) keeps nothing. Retained keys are
-	// not in frames; each costs about 125 bytes plus its key, and 72 to
-	// 80 per (tier, role) it was used on: 230 bytes for a 22-byte path used
+	// not in frames; each costs about 125 bytes plus its key, and 96
+	// per (tier, role) it was used on: 245 bytes for a 22-byte path used
 	// on one (no shards, no padding; BenchmarkRetainedMemory). They count
 	// against MaxEntries.
 	Retention time.Duration

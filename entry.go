@@ -131,9 +131,9 @@ const (
 
 // keptBroadcast is what a collected broadcast leaves for its retention
 // window: the final counts of the slots it used, in slot order (used has
-// bit i set for slot i). No shards, no padding: 32 bytes, 72 per slot used
+// bit i set for slot i). No shards, no padding: 32 bytes, 96 per slot used
 // (in one allocation), plus the key and the registry's bookkeeping: about
-// 230 bytes in all for a 22-byte path that used one slot (see
+// 245 bytes in all for a 22-byte path that used one slot (see
 // Config.Retention).
 type keptBroadcast struct {
 	used uint8

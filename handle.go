@@ -5,6 +5,7 @@ import (
 
 	"github.com/moqstats/moqstats/counters"
 	"github.com/moqstats/moqstats/internal/moqpath"
+	"github.com/moqstats/moqstats/internal/registry"
 )
 
 // Tier distinguishes traffic classes so one Stats can record customer
@@ -77,29 +78,20 @@ func (h Handle) Broadcast(path string) BroadcastStats {
 // broadcastFor returns the entry for a normalized path: its own, or the
 // overflow entry when the path is longer than MaxPathLen or the entries
 // are at MaxEntries.
-func (s *Stats) broadcastFor(key string) *bEntry {
+func (s *Stats) broadcastFor(key string) *bEntry { return entryFor(s, s.broadcasts, key) }
+
+// sessionFor is broadcastFor for an auth root on tier t.
+func (s *Stats) sessionFor(t Tier, root string) *sEntry { return entryFor(s, s.sessions[t], root) }
+
+func entryFor[T, R any](s *Stats, m *registry.Map[T, R], key string) *registry.Entry[T] {
 	if len(key) > s.maxPathLen {
-		e := s.broadcasts.Fold()
+		e := m.Fold()
 		s.logOverflow(key, "MaxPathLen")
 		return e
 	}
-	e := s.broadcasts.Lookup(key)
+	e := m.Lookup(key)
 	if e.Key() == OverflowKey {
 		s.logOverflow(key, "MaxEntries")
-	}
-	return e
-}
-
-// sessionFor is broadcastFor for an auth root on tier t.
-func (s *Stats) sessionFor(t Tier, root string) *sEntry {
-	if len(root) > s.maxPathLen {
-		e := s.sessions[t].Fold()
-		s.logOverflow(root, "MaxPathLen")
-		return e
-	}
-	e := s.sessions[t].Lookup(root)
-	if e.Key() == OverflowKey {
-		s.logOverflow(root, "MaxEntries")
 	}
 	return e
 }
