@@ -104,7 +104,9 @@ func TestHTTPFramesAreTheStatsFrames(t *testing.T) {
 	o := testOptions()
 	o.record = rec
 	d := startDemo(t, o)
-	time.Sleep(3 * o.interval)
+	eventually(t, func() string { return "no frame after the baseline" }, func() bool {
+		return len(rec.track("internal/subscriber.json")) >= 2
+	})
 	_, body := get(t, d.base+"/stats/internal/subscriber.json")
 	written := rec.track("internal/subscriber.json")
 	found := false
