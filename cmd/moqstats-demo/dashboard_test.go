@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strconv"
 	"strings"
@@ -161,7 +162,7 @@ type pageSession struct {
 // pageTrackRow is a track's row in the tracks table: its state and the
 // ids of the frames the page shows.
 type pageTrackRow struct {
-	Track, Status, ID, PrevID, DtMs, Stale, Frames string
+	Track, Status, ID, PrevID, DtMs, Stale, Frames, Rejected string
 }
 
 const readPage = `(() => {
@@ -184,7 +185,7 @@ const readPage = `(() => {
     tracks: [...document.querySelectorAll('#tracks tbody tr')].map((tr) => ({
       track: a(tr, 'data-track'), status: a(tr, 'data-status'), id: a(tr, 'data-frame-id'),
       prevID: a(tr, 'data-prev-frame-id'), dtMs: a(tr, 'data-dt-ms'), stale: a(tr, 'data-stale'),
-      frames: a(tr, 'data-frames'),
+      frames: a(tr, 'data-frames'), rejected: a(tr, 'data-rejected'),
     })),
   };
 })()`
@@ -631,6 +632,27 @@ func TestDashboardComputesFromFramesWrittenByHand(t *testing.T) {
 	}
 	if len(s.Sessions) != 2 || s.Sessions[0].Root != "acme" || s.Sessions[0].Live != "3" || s.Sessions[0].Joined != "5" || s.Sessions[1].Live != "0" {
 		t.Errorf("sessions %+v; want acme 3 connected of 5 joined, zeta 0", s.Sessions)
+	}
+
+	// Frames that are not JSON objects are counted and skipped.
+	before := s
+	for _, bad := range []string{`[1,2]`, `{"a/x":`} {
+		if err := bc.WriteFrame(moqstats.TrackPublisher, []byte(bad)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	eventually(t, func() string { return fmt.Sprintf("the page did not count the bad frames: %+v", s.Tracks) }, func() bool {
+		s = read()
+		for _, tr := range s.Tracks {
+			if tr.Track == moqstats.TrackPublisher {
+				return tr.Rejected == "2"
+			}
+		}
+		return false
+	})
+	checkPage(t, s, f)
+	if !reflect.DeepEqual(s.Rows, before.Rows) {
+		t.Errorf("rows after bad frames %+v; want them unchanged, %+v", s.Rows, before.Rows)
 	}
 
 	// An increase: a rate over the time between the frames; b/y left.

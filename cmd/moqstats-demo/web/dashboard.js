@@ -338,7 +338,9 @@
       r.tr.setAttribute('data-prev-frame-id', attr(t.prevId));
       r.tr.setAttribute('data-dt-ms', attr(t.dt));
       r.tr.setAttribute('data-frames', String(t.frames));
-      r.status.textContent = t.status === 'live' && stale ? 'quiet' : t.status;
+      r.status.textContent = (t.status === 'live' && stale ? 'quiet' : t.status) +
+        (t.rejected > 0 ? ` (${t.rejected} frames rejected)` : '');
+      r.tr.setAttribute('data-rejected', String(t.rejected));
       r.frames.textContent = String(t.frames);
       r.age.textContent = t.at === null ? '–' : `${((now - t.at) / 1000).toFixed(1)} s ago`;
       r.age.title = t.id === null ? '' : `event id ${t.id}`;
