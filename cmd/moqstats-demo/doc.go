@@ -25,7 +25,7 @@
 //
 // The stats name customers' broadcasts and auth roots, and nothing here
 // asks who is asking, profiles included. The demo listens on loopback by
-// default and says so when -listen is anything else.
+// default, and warns when -listen reaches beyond this machine.
 //
 // # Flags
 //
@@ -34,7 +34,7 @@
 //	-interval    the stats tick and status line (1s)
 //	-node        node name; the stats broadcast is .stats/node/<node> (demo/1)
 //	-broadcasts  simulated broadcasts (4)
-//	-viewers     most viewer sessions connected at once (40)
+//	-viewers     most sessions connected at once, watching or not (40)
 //	-seed        random seed: the same seed gives the same traffic (1)
 //
 // # Traffic

@@ -18,7 +18,7 @@ func main() {
 	flag.DurationVar(&o.interval, "interval", time.Second, "stats tick, and status line")
 	flag.StringVar(&o.node, "node", "demo/1", "node name: the stats broadcast is .stats/node/<node>")
 	flag.IntVar(&o.broadcasts, "broadcasts", 4, "number of simulated broadcasts")
-	flag.IntVar(&o.viewers, "viewers", 40, "most viewer sessions connected at once")
+	flag.IntVar(&o.viewers, "viewers", 40, "most sessions connected at once, watching or not")
 	flag.Uint64Var(&o.seed, "seed", 1, "random seed: the same seed gives the same traffic")
 	flag.Parse()
 	if flag.NArg() > 0 {
