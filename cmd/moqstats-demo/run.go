@@ -1,0 +1,224 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/pprof"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/moqstats/moqstats"
+	"github.com/moqstats/moqstats/consumer"
+	"github.com/moqstats/moqstats/fanout"
+	"github.com/moqstats/moqstats/httpstats"
+	"github.com/moqstats/moqstats/memorigin"
+	"github.com/moqstats/moqstats/promstats"
+)
+
+// options are the demo's settings: the flags, and hooks for tests.
+type options struct {
+	interval   time.Duration // stats tick, and status line
+	node       string
+	broadcasts int
+	viewers    int // most sessions connected at once
+	seed       uint64
+
+	// Tests only.
+	catalog     []broadcastSpec // replaces specs(broadcasts) when set
+	record      moqstats.Origin // one more member of the fanout
+	onStatus    func(v *consumer.View, line string)
+	trafficFor  time.Duration // > 0: traffic stops after it, serving goes on
+	trafficDone func(ledger)
+}
+
+func (o options) check() error {
+	switch {
+	case o.interval <= 0:
+		return fmt.Errorf("-interval must be positive, not %v", o.interval)
+	case o.broadcasts < 1 && o.catalog == nil:
+		return fmt.Errorf("-broadcasts must be at least 1, not %d", o.broadcasts)
+	case o.viewers < 1:
+		return fmt.Errorf("-viewers must be at least 1, not %d", o.viewers)
+	}
+	return nil
+}
+
+// Shutdown bounds: how long the event streams get to deliver their end
+// events after the stats close, and how long requests in flight (a CPU
+// profile, say) get before their connections are closed.
+const (
+	streamDrain   = time.Second
+	shutdownGrace = time.Second
+)
+
+// run serves the demo on ln and simulates the relay until ctx is done,
+// printing a status line per interval to w. Then it stops the traffic,
+// closes the stats (the final pass writes the closing counts, and the
+// event streams end with them), prints the last status and a summary, and
+// shuts the server down. ln is closed when run returns.
+func run(ctx context.Context, o options, ln net.Listener, w io.Writer) error {
+	if err := o.check(); err != nil {
+		ln.Close()
+		return err
+	}
+	start := time.Now()
+	out := &printer{w: w, start: start}
+
+	// Every frame the Stats writes goes to the relay's own origin (here
+	// the in-memory one, where a relay announces its stats to peers), to
+	// HTTP, and into the Aggregator behind /metrics and the status line.
+	agg, err := consumer.New(consumer.Config{StaleAfter: 3 * o.interval, Retention: moqstats.DefaultRetention})
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	httpOrigin, err := httpstats.New(httpstats.Options{})
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	members := []moqstats.Origin{memorigin.New(), httpOrigin}
+	if o.record != nil {
+		members = append(members, o.record)
+	}
+	stats, err := moqstats.New(moqstats.Config{
+		Origin:   consumer.NewOrigin(fanout.New(members...), agg, consumer.OriginOptions{}),
+		Node:     o.node,
+		Interval: o.interval,
+	})
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	collector, err := promstats.New(promstats.Config{Aggregator: agg})
+	if err != nil {
+		ln.Close()
+		return errors.Join(err, stats.Close())
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collector, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+
+	srv := &http.Server{Handler: newMux(httpOrigin, reg), ReadHeaderTimeout: 10 * time.Second}
+	srv.RegisterOnShutdown(httpOrigin.Shutdown)
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var serveErr error
+	served := make(chan struct{})
+	go func() {
+		defer close(served)
+		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+			serveErr = fmt.Errorf("serve: %w", err)
+			cancel()
+		}
+	}()
+
+	bs := o.catalog
+	if bs == nil {
+		bs = specs(o.broadcasts)
+	}
+	base := "http://" + ln.Addr().String()
+	out.line("moqstats-demo: a simulated relay with %d broadcasts and up to %d viewers, tick %v", len(bs), o.viewers, o.interval)
+	out.line("dashboard  %s/", base)
+	out.line("stats      %s/stats/ (broadcast %s)", base, stats.Path())
+	out.line("metrics    %s/metrics", base)
+	out.line("pprof      %s/debug/pprof/", base)
+	if !isLoopback(ln.Addr()) {
+		out.line("warning: serving beyond this machine; the stats name customers and the demo has no authentication")
+	}
+	out.line("Ctrl-C stops")
+
+	var status sync.WaitGroup
+	stopStatus := make(chan struct{})
+	printStatus := func(now time.Time) {
+		v := agg.View(now)
+		line := statusLine(v)
+		out.line("%s", line)
+		if o.onStatus != nil {
+			o.onStatus(v, line)
+		}
+	}
+	status.Go(func() {
+		// Half an interval after the passes, so each line shows the
+		// pass before it rather than racing the next one.
+		select {
+		case <-stopStatus:
+			return
+		case <-time.After(o.interval / 2):
+		}
+		t := time.NewTicker(o.interval)
+		defer t.Stop()
+		for {
+			select {
+			case <-stopStatus:
+				return
+			case now := <-t.C:
+				printStatus(now)
+			}
+		}
+	})
+
+	s := newSim(stats, bs, o.viewers, o.seed)
+	simCtx := ctx
+	if o.trafficFor > 0 {
+		var stop context.CancelFunc
+		simCtx, stop = context.WithTimeout(ctx, o.trafficFor)
+		defer stop()
+	}
+	s.run(simCtx)
+	s.close()
+	if o.trafficDone != nil {
+		o.trafficDone(s.ledger())
+	}
+	<-ctx.Done()
+
+	close(stopStatus)
+	status.Wait()
+	closeErr := stats.Close()
+	printStatus(time.Now())
+	out.line("%s", summaryLine(time.Since(start), agg.View(time.Now())))
+
+	// Close queued each stream's last frames and its end event; give the
+	// handlers a moment to write them before Shutdown ends the streams.
+	for deadline := time.Now().Add(streamDrain); httpOrigin.Streams() > 0 && time.Now().Before(deadline); {
+		time.Sleep(10 * time.Millisecond)
+	}
+	grace, done := context.WithTimeout(context.Background(), shutdownGrace)
+	defer done()
+	if err := srv.Shutdown(grace); err != nil {
+		srv.Close()
+	}
+	<-served
+	return errors.Join(closeErr, serveErr)
+}
+
+// newMux routes the demo's endpoints: the dashboard at /, the stats
+// tracks under /stats/, Prometheus metrics at /metrics and the runtime
+// profiles under /debug/pprof/, on a mux of its own rather than
+// http.DefaultServeMux, which anything imported may register on.
+func newMux(stats *httpstats.Origin, reg *prometheus.Registry) *http.ServeMux {
+	mux := http.NewServeMux()
+	handleDashboard(mux)
+	mux.Handle("/stats/", http.StripPrefix("/stats", stats))
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	return mux
+}
+
+// isLoopback reports whether addr only accepts connections from this
+// machine.
+func isLoopback(addr net.Addr) bool {
+	tcp, ok := addr.(*net.TCPAddr)
+	return ok && tcp.IP.IsLoopback()
+}
