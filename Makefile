@@ -17,6 +17,7 @@ vet:
 	$(GO) vet -tags moqstats_purego ./...
 	cd bench && $(GO) vet ./...
 	cd promstats && $(GO) vet ./...
+	cd cmd/moqstats-demo && $(GO) vet ./...
 
 # The CI workflow, checked by actionlint from the tools module (built on
 # first use). Its shellcheck and pyflakes passes are off, so the result does
@@ -28,6 +29,7 @@ test-race:
 	$(GO) test -race -count=1 ./...
 	$(GO) test -race -count=1 -tags moqstats_purego ./...
 	cd promstats && $(GO) test -race -count=1 ./...
+	cd cmd/moqstats-demo && $(GO) test -race -count=1 ./...
 
 bench-smoke:
 	cd bench && $(GO) test -short -run '^$$' -bench . -benchtime 1x -cpu 2,64 .
@@ -75,9 +77,11 @@ fuzz:
 		$(GO) test -run '^$$' -fuzz "^$$target$$" -fuzztime $(FUZZTIME) ./fuzz; \
 	done
 
-# A simulated relay printing every frame the stats broadcast writes.
+# A simulated relay with a live dashboard at http://127.0.0.1:8080, until
+# Ctrl-C; flags in DEMOFLAGS (see cmd/moqstats-demo).
+DEMOFLAGS ?=
 demo:
-	$(GO) run ./cmd/moqstats-demo -duration 5s
+	cd cmd/moqstats-demo && $(GO) run . $(DEMOFLAGS)
 
 # Every performance target next to its baselines, COUNT times (default 5),
 # with benchstat tables and the target table; see BENCHMARKS.md.
