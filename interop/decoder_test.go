@@ -75,10 +75,6 @@ func parseJSON(b []byte) (any, error) {
 	return v, nil
 }
 
-// rawValue parses a value from a node response, kept as json.RawMessage
-// or already decoded with json.Number.
-func rawValue(m json.RawMessage) (any, error) { return parseJSON(m) }
-
 // equal reports whether two parsed values are the same JSON value: the
 // same members, numbers with the same digits.
 func equal(a, b any) bool { return reflect.DeepEqual(a, b) }

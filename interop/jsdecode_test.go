@@ -130,7 +130,7 @@ func checkDecoded(t *testing.T, rec *recording, tr *trackRecord, frames []decode
 		wrote := false
 		for ; fi < len(tr.frames) && tr.frames[fi].Pass == pass; fi++ {
 			z := tr.frames[fi]
-			v, err := rawValue(frames[fi].Value)
+			v, err := parseJSON(frames[fi].Value)
 			if err != nil {
 				t.Fatalf("%s frame %d.%d: the Decoder's value: %v", name, z.Group, z.Index, err)
 			}

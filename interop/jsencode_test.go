@@ -1,9 +1,11 @@
 package interop
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"math/rand/v2"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -166,6 +168,10 @@ type encodedStats struct {
 	// rolls counts the snapshots that did not follow a failed write.
 	rolls  int
 	groups []int // frames per group on the wire
+	// Of the values: keys removed from one to the next, and whether a
+	// counter reached 2^53 - 1.
+	removed int
+	top     bool
 }
 
 // decodeInGo feeds the frames of a JavaScript-encoded sequence that
@@ -180,11 +186,15 @@ func decodeInGo(t *testing.T, seq sequence, steps []encodedStep) encodedStats {
 	dec := newGoDecoder()
 	var value any
 	index, resync := -1, false
+	var prev any
 	for i, step := range steps {
 		want, err := parseJSON(seq.values[i])
 		if err != nil {
 			t.Fatal(err)
 		}
+		st.removed += removedKeys(prev, want)
+		st.top = st.top || bytes.Contains(seq.values[i], []byte(strconv.FormatUint(maxSafe, 10)))
+		prev = want
 		switch {
 		case !step.Frame:
 			st.unchanged++
@@ -267,17 +277,8 @@ func TestGoDecodesWhatTheJSEncoderWrites(t *testing.T) {
 				need(st.frames > st.keyframes, "a delta")
 				need(st.unchanged > 0, "an unchanged value")
 			}
-			removed, top := 0, false
-			for j, v := range seq.values {
-				top = top || strings.Contains(string(v), fmt.Sprint(uint64(maxSafe)))
-				if j > 0 {
-					prev, _ := parseJSON(seq.values[j-1])
-					cur, _ := parseJSON(v)
-					removed += removedKeys(prev, cur)
-				}
-			}
-			need(removed > 0, "a key removed")
-			need(top, "a counter at 2^53 - 1")
+			need(st.removed > 0, "a key removed")
+			need(st.top, "a counter at 2^53 - 1")
 			if len(missing) > 0 {
 				t.Errorf("the sequence never had: %s", strings.Join(missing, "; "))
 			}

@@ -71,7 +71,7 @@ func TestUpstreamJSDecoderLosesAProtoKeyAddedByADelta(t *testing.T) {
 		{3, `{"__proto__":` + counters(12) + `}`},
 		{4, `{"__proto__":` + counters(13) + `}`},
 	} {
-		js, err := rawValue(got[c.pass].Value)
+		js, err := parseJSON(got[c.pass].Value)
 		if err != nil || got[c.pass].Error != "" {
 			t.Fatalf("pass %d: %v %s", c.pass, err, got[c.pass].Error)
 		}

@@ -28,7 +28,7 @@ var (
 // run is one randomized run of a Stats with compressed tracks.
 type run struct {
 	name   string
-	config moqstats.Config // Origin, Interval and Compressed are set by record
+	config moqstats.Config // Origin, Interval and Compressed are set by newTap
 	passes int
 	// Each pass from failFrom on, each of the twelve tracks' writes fails
 	// with probability 1/failEvery (0: never).
@@ -54,8 +54,10 @@ type trackRecord struct {
 	name   string // the plain track's
 	frames []zFrame
 	// want holds, for every pass on which neither of the pair's writes
-	// failed, the value of the plain track's latest frame.
+	// failed, the value of the plain track's latest frame; last is the
+	// value of the last pass in it.
 	want map[int]any
+	last any
 }
 
 // recording is what one run wrote.
@@ -194,11 +196,9 @@ func (tp *tap) observe() {
 		if err != nil {
 			t.Fatalf("%s pass %d: %s: %v", tp.run.name, pass, tr.name, err)
 		}
-		if prev, ok := tr.want[lastKey(tr.want)]; ok {
-			tp.removed += removedKeys(prev, v)
-			tp.decreased += decreasedCounters(prev, v)
-		}
-		tr.want[pass] = v
+		tp.removed += removedKeys(tr.last, v)
+		tp.decreased += decreasedCounters(tr.last, v)
+		tr.want[pass], tr.last = v, v
 	}
 }
 
@@ -237,14 +237,6 @@ func record(t *testing.T, r run) *recording {
 		tp.flush()
 	}
 	return tp.close()
-}
-
-func lastKey(m map[int]any) int {
-	last := -1
-	for k := range m {
-		last = max(last, k)
-	}
-	return last
 }
 
 // removedKeys counts the keys of frame value a that b lacks.
