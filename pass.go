@@ -196,13 +196,15 @@ func flush[V snapshot.Value](bc Broadcast, t *snapshot.Track[V]) ([]byte, error)
 // frame this tick is frame: nothing if its value did not change since the
 // last frame built (unless a resync is due), else a snapshot starting a
 // group (frame, compressed) or a delta appended to the group (t's merge
-// patch, compressed). Its writer starts a new group after a failed write.
+// patch, compressed). Its writer starts a new group after a failed write,
+// and a patch that adds "__proto__", which JavaScript readers would lose,
+// is sent as a snapshot.
 func flushCompressed[V snapshot.Value](s *Stats, i int, t *snapshot.Track[V], frame []byte) error {
 	z, name := s.z[i], compressedTracks[i]
 	patch, changed := t.Patch()
 	var err error
 	switch {
-	case z.Snapshotting():
+	case z.Snapshotting() || t.AddsProto():
 		if !changed && !z.Resyncing() {
 			return nil
 		}

@@ -47,13 +47,13 @@
 //
 // # Where moq's packages differ
 //
-// Pinned by tests named TestUpstream..., so that an upgrade that changes
-// them is noticed:
+// Pinned by tests, so that an upgrade that changes them is noticed:
 //
 //   - @moq/json's merge assigns patch members with obj[key] = v, so a key
-//     named __proto__ added by a delta sets the object's prototype instead:
-//     a broadcast path "__proto__" vanishes from JavaScript readers until
-//     the next snapshot.
+//     named __proto__ added by a delta would set the object's prototype
+//     instead. moqstats never adds that key in a delta (it sends a
+//     snapshot), so JavaScript readers see a broadcast path "__proto__"
+//     (TestJSDecoderReadsAProtoKeyBecauseOnlySnapshotsAddIt).
 //   - @moq/json's diff tests membership with the in operator, which sees
 //     Object.prototype, so its Encoder never deletes a key named like one
 //     of its members (constructor, toString, ...): Go readers keep it.

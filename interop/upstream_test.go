@@ -40,19 +40,20 @@ func mustParse(t *testing.T, raw string) any {
 }
 
 // @moq/json's merge sets patch members with target[key] = value, so a
-// member "__proto__" that a delta adds sets the object's prototype
-// instead of adding the key: a broadcast path "__proto__" is missing from
-// what JavaScript readers of a compressed track decode, from the delta
-// that adds it until a snapshot carries it. Once a snapshot has it (an
-// own property, from JSON.parse), deltas change it as any other key.
-func TestUpstreamJSDecoderLosesAProtoKeyAddedByADelta(t *testing.T) {
+// member "__proto__" that a delta adds would set the object's prototype
+// instead of adding the key, and a broadcast path "__proto__" would be
+// missing from what JavaScript readers decode until a snapshot carried it.
+// Our writer never adds that key in a delta: it sends a snapshot, whose
+// JSON.parse makes it an own property, which later deltas change as any
+// other key.
+func TestJSDecoderReadsAProtoKeyBecauseOnlySnapshotsAddIt(t *testing.T) {
 	t.Parallel()
 	node := requireNode(t)
 	tp := newTap(t, run{name: "__proto__"})
 	tr := tp.s.Tier(moqstats.External).Broadcast("__proto__").PublisherTrack("video")
 	defer tr.Close()
 	tr.Bytes(7)
-	tp.flush() // pass 1: a delta adds the key
+	tp.flush() // pass 1: the key is added, by a snapshot
 	tr.Bytes(5)
 	tp.flush(moqstats.TrackPublisher + moqstats.CompressedSuffix) // pass 2: its write fails
 	tp.flush()                                                    // pass 3: the resync snapshot has it
@@ -60,14 +61,14 @@ func TestUpstreamJSDecoderLosesAProtoKeyAddedByADelta(t *testing.T) {
 	tp.flush() // pass 4: a delta changes it
 	rec := tp.close()
 	got := decodeOne(t, node, rec)
-	if f := rec.tracks[0].frames; len(f) < 4 || f[1].Pass != 1 || f[1].Index == 0 || f[2].Pass != 3 || f[2].Index != 0 || f[3].Pass != 4 || f[3].Index == 0 {
-		t.Fatalf("frames %+v: want a delta at pass 1, a snapshot at 3, a delta at 4", f)
+	if f := rec.tracks[0].frames; len(f) < 4 || f[1].Pass != 1 || f[1].Index != 0 || f[2].Pass != 3 || f[2].Index != 0 || f[3].Pass != 4 || f[3].Index == 0 {
+		t.Fatalf("frames %+v: want a snapshot at pass 1, a snapshot at 3, a delta at 4", f)
 	}
 	for _, c := range []struct {
 		pass int
 		want string // what @moq/json decodes
 	}{
-		{1, `{}`},
+		{1, `{"__proto__":` + counters(7) + `}`},
 		{3, `{"__proto__":` + counters(12) + `}`},
 		{4, `{"__proto__":` + counters(13) + `}`},
 	} {

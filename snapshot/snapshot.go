@@ -142,6 +142,9 @@ type Track[V Value] struct {
 	patch  []byte
 	gone   []goneKey[V]
 	goneAt int
+	// addsProto is set when this tick's patch adds the key "__proto__":
+	// see AddsProto.
+	addsProto bool
 }
 
 // goneKey is a key that was in the last frame and whose row is gone.
@@ -157,6 +160,7 @@ func (t *Track[V]) Reset() {
 	t.buf, t.encoded = nil, 0
 	t.changed, t.differs = false, false
 	t.patch = append(t.patch[:0], '{')
+	t.addsProto = false
 }
 
 // patching reports whether the track builds patches.
@@ -204,6 +208,7 @@ func (t *Track[V]) patchRow(key, quoted string, cur V, e *Emitted[V], in bool) {
 	}
 	switch {
 	case in && !was:
+		t.addsProto = t.addsProto || key == "__proto__"
 		t.patchMember(quoted)
 		t.patch = t.AppendValue(t.patch, cur)
 	case in && cur != prev:
@@ -250,6 +255,14 @@ func (t *Track[V]) Patch() (patch []byte, changed bool) {
 	t.patch = append(t.patch, '}')
 	return t.patch, len(t.patch) > 2
 }
+
+// AddsProto reports whether this tick's patch adds the key "__proto__".
+// JavaScript readers apply a merge patch with target[key] = value, which
+// for that key sets the object's prototype instead of adding a member
+// (moq's own @moq/json does), so a writer should send a snapshot instead:
+// JSON.parse makes it an ordinary member, which later patches change
+// like any other.
+func (t *Track[V]) AddsProto() bool { return t.addsProto }
 
 // Encoding reports whether this tick's frame is being encoded as it goes:
 // it is known to differ from the last frame written.
