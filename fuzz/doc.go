@@ -15,6 +15,9 @@
 //     framing, against the documented rules.
 //   - FuzzDecodeFrame, FuzzAggregator: the consumer's decoder against
 //     encoding/json, and its aggregator's totals, which never go down.
+//   - FuzzZframeDecoder, FuzzZframeRoundTrip: the compressed tracks'
+//     inflater on hostile frames against compress/flate, within its size
+//     cap, and the writer's groups decoded back exactly.
 //
 // make fuzz runs every target for FUZZTIME (30s) each; go test -fuzz=NAME
 // ./fuzz runs one. Plain go test runs every seed, including the committed

@@ -216,8 +216,15 @@ func (d *Decoder) Delta(data []byte) ([]byte, error) {
 	return d.inflate(data)
 }
 
+// ErrEmptyFrame is returned for a frame with no bytes, which no writer
+// sends (a frame always holds at least a JSON object).
+var ErrEmptyFrame = errors.New("zframe: an empty frame")
+
 func (d *Decoder) inflate(data []byte) ([]byte, error) {
 	d.ok = false // until this frame decodes: a failed frame breaks the group
+	if len(data) == 0 {
+		return nil, ErrEmptyFrame
+	}
 	max := d.MaxFrameSize
 	if max <= 0 {
 		max = DefaultMaxFrameSize
