@@ -40,10 +40,10 @@ type HTTPOptions struct {
 	// Node, if set, names the node instead of the advertised path.
 	Node string
 	// Compressed follows each track's compressed sibling (".json.z")
-	// instead of the plain track, where the index lists both: about a
-	// fifth of the bytes on the wire for the same values (see
-	// "Compressed tracks" in the package doc). A track listed in one
-	// flavor only is followed in that one.
+	// instead of the plain track, where the index lists both: the same
+	// values in fewer bytes on the wire, each event a frame of a group
+	// (see "Compressed tracks" in the package doc). A track listed in
+	// one flavor only is followed in that one.
 	Compressed bool
 	// MinBackoff and MaxBackoff bound the wait before a reconnect, which
 	// doubles after each failure (with jitter) and restarts from
