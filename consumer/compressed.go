@@ -32,11 +32,13 @@ type CompressedTrack struct {
 	// group is the newest group any frame named since the start or the
 	// last Reset (valid if started); next is the index of the frame that
 	// continues it; ok reports that every frame of it up to next-1 was
-	// applied, so that frame can be.
+	// applied, so that frame can be; applied, that a frame of it was
+	// (its values went out: the group cannot start over).
 	group   uint64
 	next    int
 	started bool
 	ok      bool
+	applied bool
 }
 
 // NewCompressedTrack returns a CompressedTrack for a compressed track of
@@ -55,9 +57,14 @@ func NewCompressedTrack(kind Kind, d Decoder) *CompressedTrack {
 // to the value the frames before it in its group built. Every error is a
 // *FrameError placed at (group, index):
 //
-//   - a snapshot of a group not newer than one seen before, or a delta at
-//     or before the last frame applied, is ErrFrameOrder and changes
-//     nothing: transports deliver groups in order, so it is a replay;
+//   - a snapshot of a group older than the newest one seen, or of the
+//     newest once a frame of it applied, or a delta at or before the last
+//     frame applied, is ErrFrameOrder and changes nothing: transports
+//     deliver groups in order, so it is a replay (a transport that
+//     delivers the current group again from its start, after a reconnect,
+//     say, sees the frames it already applied refused and the next ones
+//     applied; a track that joined the group too late to apply any of it
+//     takes it from its snapshot);
 //   - a delta the frames before it in its group did not all precede (a
 //     follower that joined mid-group, frames lost, or one of them
 //     rejected) is ErrMissingSnapshot: the track waits for the next
@@ -83,10 +90,10 @@ func (c *CompressedTrack) Apply(group uint64, index int, data []byte) error {
 	switch {
 	case index < 0:
 		return fail(ErrFrameOrder, "negative index")
-	case index == 0 && c.started && group <= c.group:
-		return fail(ErrFrameOrder, "a snapshot of a group not after group "+strconv.FormatUint(c.group, 10))
+	case index == 0 && c.started && (group < c.group || group == c.group && c.applied):
+		return fail(ErrFrameOrder, "a snapshot of a group not after group "+strconv.FormatUint(c.group, 10)+", of which frames were applied")
 	case index == 0:
-		c.started, c.group, c.next, c.ok = true, group, 1, false
+		c.started, c.group, c.next, c.ok, c.applied = true, group, 1, false, false
 		raw, err := c.z.Snapshot(data)
 		if err != nil {
 			return placed(inflateError(err))
@@ -104,7 +111,7 @@ func (c *CompressedTrack) Apply(group uint64, index int, data []byte) error {
 			}
 			c.traffic = t
 		}
-		c.ok = true
+		c.ok, c.applied = true, true
 		return nil
 	case c.started && (group < c.group || group == c.group && index < c.next):
 		return fail(ErrFrameOrder, "at or before frame "+strconv.FormatUint(c.group, 10)+"."+strconv.Itoa(c.next-1))
@@ -118,7 +125,7 @@ func (c *CompressedTrack) Apply(group uint64, index int, data []byte) error {
 			}
 		}
 		if !c.started || group > c.group {
-			c.started, c.group = true, group
+			c.started, c.group, c.applied = true, group, false
 		}
 		c.ok = false
 		return fail(ErrMissingSnapshot, detail)

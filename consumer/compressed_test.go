@@ -201,6 +201,46 @@ func TestCompressedTrackLateJoinerWaitsForTheNextSnapshot(t *testing.T) {
 	}
 }
 
+// A transport that delivers the current group again from its start (a
+// subscription made anew) lets a track that joined it too late to apply
+// anything take it whole; a track that applied frames of it sees those
+// refused as replays and goes on with the next.
+func TestCompressedTrackTakesAGroupDeliveredAgainFromItsStart(t *testing.T) {
+	g := zframes(t, `{"a":{"bytes":1}}`, `{"a":{"bytes":2}}`, `{"a":{"bytes":3}}`, `{"a":{"bytes":4}}`)
+	late := consumer.NewCompressedTrack(consumer.Publisher, consumer.Decoder{})
+	if err := late.Apply(9, 2, g[2]); !errors.Is(err, consumer.ErrMissingSnapshot) {
+		t.Fatalf("joining mid-group: %v", err)
+	}
+	for idx := range 3 {
+		if err := late.Apply(9, idx, g[idx]); err != nil {
+			t.Fatalf("the group again, frame 9.%d: %v", idx, err)
+		}
+	}
+	if got := late.Traffic()["a"].Bytes; got != 3 {
+		t.Fatalf("bytes %d, want 3", got)
+	}
+
+	on := consumer.NewCompressedTrack(consumer.Publisher, consumer.Decoder{})
+	for idx := range 2 {
+		if err := on.Apply(9, idx, g[idx]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for idx := range 2 {
+		if err := on.Apply(9, idx, g[idx]); !errors.Is(err, consumer.ErrFrameOrder) {
+			t.Fatalf("frame 9.%d again: %v, want ErrFrameOrder", idx, err)
+		}
+	}
+	for idx := 2; idx < len(g); idx++ {
+		if err := on.Apply(9, idx, g[idx]); err != nil {
+			t.Fatalf("frame 9.%d after the replays: %v", idx, err)
+		}
+	}
+	if got := on.Traffic()["a"].Bytes; got != 4 {
+		t.Fatalf("bytes %d, want 4", got)
+	}
+}
+
 // A group broken by a lost or rejected frame delivers no value until the
 // next group: the value stays the last one built (never a value a
 // missing patch would have changed), and Current reports it stale.
