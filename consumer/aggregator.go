@@ -3,6 +3,7 @@ package consumer
 import (
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
@@ -187,11 +188,16 @@ var ErrInvalidConfig = errors.New("consumer: invalid config")
 // would exceed MaxKeys is dropped and changes nothing: counters are
 // cumulative, so the next good frame carries everything it would have.
 // Times should not go backwards per track; an earlier one is taken as the
-// track's latest.
+// track's latest. A frame of a compressed track (".json.z") cannot be
+// decoded alone: Observe returns ErrCompressed for one (see
+// CompressedTrack).
 func (a *Aggregator) Observe(node, track string, at time.Time, frame []byte) error {
 	t, err := ParseTrack(track)
 	if err != nil {
 		return err
+	}
+	if t.Compressed {
+		return fmt.Errorf("%w: node %q track %q: a frame of one decodes only after the frames of its group before it; rebuild the values with a CompressedTrack and pass them to ObserveTraffic or ObservePresence", ErrCompressed, node, track)
 	}
 	if t.Kind == SessionsKind {
 		f, err := a.cfg.Decoder.Presence(frame)
@@ -216,21 +222,23 @@ func located(err error, node, track string) error {
 }
 
 // ObserveTraffic applies a decoded per-broadcast frame; track must be a
-// Publisher or Subscriber track.
+// Publisher or Subscriber track. A compressed track's value (from a
+// CompressedTrack) applies to its plain track: follow one flavor of each
+// track, not both. f is read during the call and not kept.
 func (a *Aggregator) ObserveTraffic(node string, track Track, at time.Time, f TrafficFrame) error {
 	if track.Kind == SessionsKind {
 		return fmt.Errorf("consumer: node %q: traffic frame for sessions track %q", node, track.Name())
 	}
-	return apply(a, node, track, at, f, func(v *Traffic) *[NumTrafficFields]uint64 { return v.counters() })
+	return apply(a, node, track.plain(), at, f, func(v *Traffic) *[NumTrafficFields]uint64 { return v.counters() })
 }
 
 // ObservePresence applies a decoded session frame; track must be a
-// sessions track.
+// sessions track, plain or compressed, as for ObserveTraffic.
 func (a *Aggregator) ObservePresence(node string, track Track, at time.Time, f PresenceFrame) error {
 	if track.Kind != SessionsKind {
 		return fmt.Errorf("consumer: node %q: session frame for track %q", node, track.Name())
 	}
-	return apply(a, node, track, at, f, func(v *Presence) *[NumTrafficFields]uint64 {
+	return apply(a, node, track.plain(), at, f, func(v *Presence) *[NumTrafficFields]uint64 {
 		return &[NumTrafficFields]uint64{v.Sessions, v.SessionsClosed}
 	})
 }
@@ -278,7 +286,9 @@ func apply[V Traffic | Presence](a *Aggregator, node string, track Track, at tim
 		ks := ts.keys[k]
 		if ks == nil {
 			ks = &keyState{cur: *cur, segments: 1}
-			ts.keys[k] = ks
+			// A decoded key shares the memory of its whole frame: a copy
+			// keeps one frame's worth per new key from being held.
+			ts.keys[strings.Clone(k)] = ks
 		} else {
 			a.advance(n, ts, k, ks, cur, at)
 		}
@@ -412,7 +422,8 @@ func (a *Aggregator) track(node string, track Track) (*nodeState, *trackState) {
 // such a key re-created, and it is expired no earlier than ExpireAfter
 // after at. FollowHTTP calls it on every connection it makes and on every
 // skip it sees; a follower of another transport that can lose frames
-// must too. Call it for a track not seen yet and it still applies.
+// must too. Call it for a track not seen yet and it still applies. A
+// compressed track's name applies to its plain track.
 func (a *Aggregator) Gap(node, track string, at time.Time) error {
 	t, err := ParseTrack(track)
 	if err != nil {
@@ -420,7 +431,7 @@ func (a *Aggregator) Gap(node, track string, at time.Time) error {
 	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	if _, ts := a.track(node, t); at.After(ts.gapAt) {
+	if _, ts := a.track(node, t.plain()); at.After(ts.gapAt) {
 		ts.gapAt = at
 	}
 	return nil
@@ -479,8 +490,10 @@ func (a *Aggregator) expire(now time.Time, after time.Duration) int {
 // closed, so every segment on it ended. Totals keep them; live gauges and
 // rates on the track drop to zero; a later frame on the track (the node
 // publishing again, say after a restart) starts new segments. Ending an
-// unknown or ended track does nothing.
+// unknown or ended track does nothing. A compressed track's name ends its
+// plain track.
 func (a *Aggregator) EndTrack(node, track string, at time.Time) {
+	track = plainName(track)
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if n := a.nodes[node]; n != nil {

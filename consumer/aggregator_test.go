@@ -411,6 +411,9 @@ func TestParseTrack(t *testing.T) {
 		"internal/publisher.json":    {Tier: "internal", Kind: Publisher},
 		"internal/sessions.json":     {Tier: "internal", Kind: SessionsKind},
 		"region/sjc/subscriber.json": {Tier: "region/sjc", Kind: Subscriber},
+		"publisher.json.z":           {Kind: Publisher, Compressed: true},
+		"internal/sessions.json.z":   {Tier: "internal", Kind: SessionsKind, Compressed: true},
+		"region/sjc/sessions.json.z": {Tier: "region/sjc", Kind: SessionsKind, Compressed: true},
 	} {
 		got, err := ParseTrack(name)
 		if err != nil || got != want || got.Name() != name {
@@ -420,12 +423,8 @@ func TestParseTrack(t *testing.T) {
 	if got := (Track{}).TierName(); got != "external" {
 		t.Errorf("default tier name %q", got)
 	}
-	for _, name := range []string{"publisher.json.z", "internal/sessions.json.z"} {
-		if _, err := ParseTrack(name); !errors.Is(err, ErrCompressed) {
-			t.Errorf("ParseTrack(%q) = %v, want ErrCompressed", name, err)
-		}
-	}
-	for _, name := range []string{"", "bogus.json", "xpublisher.json", "/publisher.json", "a//publisher.json", "a/", "a//b/publisher.json", "publisher.json/"} {
+	for _, name := range []string{"", "bogus.json", "xpublisher.json", "/publisher.json", "a//publisher.json", "a/", "a//b/publisher.json", "publisher.json/",
+		"publisher.json.z.z", "publisher.z", ".z", "a//publisher.json.z", "publisher.json.Z", "publisher.json.z/"} {
 		if _, err := ParseTrack(name); !errors.Is(err, ErrNotStatsTrack) {
 			t.Errorf("ParseTrack(%q) = %v, want ErrNotStatsTrack", name, err)
 		}

@@ -26,9 +26,11 @@ const (
 	DefaultMaxDepth = 16
 )
 
-// Kinds of decode error. Every error a Decoder returns is a *FrameError
-// that matches ErrInvalidFrame and exactly one of the others with
-// errors.Is.
+// Kinds of decode error. Every error a Decoder or a CompressedTrack
+// returns is a *FrameError that matches ErrInvalidFrame and exactly one
+// of the others with errors.Is. The last three come from compressed
+// tracks only: ErrCompression is about a frame's bytes, ErrMissingSnapshot
+// and ErrFrameOrder about where it sits in its track.
 var (
 	ErrInvalidFrame  = errors.New("consumer: invalid frame")
 	ErrFrameTooLarge = errors.New("frame too large")
@@ -39,29 +41,58 @@ var (
 	ErrDuplicateKey  = errors.New("duplicate key")
 	ErrTooDeep       = errors.New("nested too deep")
 	ErrTooManyKeys   = errors.New("too many keys")
+	// ErrCompression: the frame is not the DEFLATE data its group's
+	// stream continues with.
+	ErrCompression = errors.New("invalid compressed data")
+	// ErrMissingSnapshot: a delta whose group's frames before it were not
+	// all applied (a follower that joined mid-group, frames lost, or an
+	// earlier frame of the group rejected). The track resumes with the
+	// next group's snapshot.
+	ErrMissingSnapshot = errors.New("delta without the frames of its group before it")
+	// ErrFrameOrder: a frame at or before one already applied (a replay,
+	// or an older group); it changes nothing.
+	ErrFrameOrder = errors.New("frame out of order")
 )
 
 // FrameError is a frame the decoder rejected: why (Kind), and where (the
 // entry and member it was in, when it was in one; the node and track it
 // came from, when the Aggregator or a follower knows them).
 type FrameError struct {
-	Kind   error  // one of ErrFrameTooLarge ... ErrTooManyKeys
+	Kind   error  // one of ErrFrameTooLarge ... ErrFrameOrder
 	Node   string // set by Aggregator.Observe and the followers
 	Track  string // set with Node
 	Entry  string // the entry's key, truncated to 64 bytes; "" at the root
 	Field  string // the member within the entry, truncated; "" if none
 	Detail string
+	// Group and Index place a frame of a compressed track: its group's
+	// sequence number and its index in the group. Set by
+	// CompressedTrack.Apply.
+	Group  uint64
+	Index  int
 	inKey  bool // Entry is meaningful (the key may be "")
 	inFld  bool // Field is meaningful
+	placed bool // Group and Index are meaningful
 }
 
 // Error says what was wrong and where: "consumer: node "sjc/1" track
 // "publisher.json": invalid frame: invalid counter: entry "acme/live"
-// member "bytes": negative number -1".
+// member "bytes": negative number -1", or for a compressed track's
+// frame "consumer: node "sjc/1" track "publisher.json.z" frame 7.3:
+// invalid frame: ...".
 func (e *FrameError) Error() string {
 	msg := "consumer: "
+	where := ""
 	if e.Track != "" {
-		msg += "node " + strconv.Quote(e.Node) + " track " + strconv.Quote(e.Track) + ": "
+		where = "node " + strconv.Quote(e.Node) + " track " + strconv.Quote(e.Track)
+	}
+	if e.placed {
+		if where != "" {
+			where += " "
+		}
+		where += "frame " + strconv.FormatUint(e.Group, 10) + "." + strconv.Itoa(e.Index)
+	}
+	if where != "" {
+		msg += where + ": "
 	}
 	msg += "invalid frame: " + e.Kind.Error()
 	if e.inKey {
@@ -143,7 +174,7 @@ func DecodePresence(frame []byte) (PresenceFrame, error) {
 // three per-broadcast tracks).
 func (d *Decoder) Traffic(frame []byte) (TrafficFrame, error) {
 	out := make(TrafficFrame, estimateEntries(len(frame)))
-	if err := d.decode(frame, trafficSink(out), lookupTraffic); err != nil {
+	if err := d.decode(frame, trafficSink(out), lookupTraffic, false); err != nil {
 		return nil, err
 	}
 	return out, nil
@@ -152,10 +183,72 @@ func (d *Decoder) Traffic(frame []byte) (TrafficFrame, error) {
 // Presence decodes a session frame (sessions.json, internal/sessions.json).
 func (d *Decoder) Presence(frame []byte) (PresenceFrame, error) {
 	out := make(PresenceFrame, estimateEntries(len(frame)))
-	if err := d.decode(frame, presenceSink(out), lookupPresence); err != nil {
+	if err := d.decode(frame, presenceSink(out), lookupPresence, false); err != nil {
 		return nil, err
 	}
 	return out, nil
+}
+
+// PatchTraffic applies patch, a delta of a compressed per-broadcast track
+// (an RFC 7396 merge patch of its frame), to f, which must not be nil.
+// It checks patch as Traffic checks a frame, with two differences: an
+// entry may be null, which removes its key from f (a key f lacks is left
+// absent), and an entry's object merges into f's entry member by member,
+// or makes a new entry from zero, so counters it leaves out keep their
+// values. A counter may not be null: RFC 7396 would delete it, and no
+// producer deletes one. f may hold at most MaxEntries keys afterwards
+// (ErrTooManyKeys). On any error f is unchanged.
+func (d *Decoder) PatchTraffic(f TrafficFrame, patch []byte) error {
+	if f == nil {
+		panic("consumer: PatchTraffic of a nil TrafficFrame")
+	}
+	return patchFrame(d, f, patch, lookupTraffic, func(v *Traffic, i int, c uint64) { v.counters()[i] = c })
+}
+
+// PatchPresence applies patch, a delta of a compressed session track, to
+// f, which must not be nil, as PatchTraffic does.
+func (d *Decoder) PatchPresence(f PresenceFrame, patch []byte) error {
+	if f == nil {
+		panic("consumer: PatchPresence of a nil PresenceFrame")
+	}
+	return patchFrame(d, f, patch, lookupPresence, func(v *Presence, i int, c uint64) { v.counters()[i] = c })
+}
+
+// patchFrame decodes patch whole, checks the size of the result, and only
+// then applies it to f, so that a rejected patch changes nothing. set
+// sets counter i (an index lookup gave) of an entry.
+func patchFrame[V Traffic | Presence](d *Decoder, f map[string]V, patch []byte, lookup func(string) int, set func(v *V, i int, c uint64)) error {
+	ops := make(patchSink, min(len(patch)/32, 4096))
+	if err := d.decode(patch, ops, lookup, true); err != nil {
+		return err
+	}
+	_, maxEntries, _ := d.limits()
+	n := len(f)
+	for k, op := range ops {
+		switch _, had := f[k]; {
+		case op.remove && had:
+			n--
+		case !op.remove && !had:
+			n++
+		}
+	}
+	if n > maxEntries {
+		return &FrameError{Kind: ErrTooManyKeys, Detail: "the patch takes the frame to " + strconv.Itoa(n) + " keys, limit " + strconv.Itoa(maxEntries)}
+	}
+	for k, op := range ops {
+		if op.remove {
+			delete(f, k)
+			continue
+		}
+		v := f[k]
+		for i := range NumTrafficFields {
+			if op.seen&(1<<i) != 0 {
+				set(&v, i, op.vals[i])
+			}
+		}
+		f[k] = v
+	}
+	return nil
 }
 
 // estimateEntries sizes the result map for a frame of n bytes: a moqstats
@@ -185,7 +278,9 @@ func (d *Decoder) limits() (size, entries, depth int) {
 	return size, entries, max(depth, 2)
 }
 
-func (d *Decoder) decode(frame []byte, out sink, lookup func(string) int) error {
+// decode checks frame and hands its entries to out; with patch set, frame
+// is a merge patch, whose entries may be null (removals).
+func (d *Decoder) decode(frame []byte, out sink, lookup func(string) int, patch bool) error {
 	maxSize, maxEntries, maxDepth := d.limits()
 	if len(frame) > maxSize {
 		return &FrameError{Kind: ErrFrameTooLarge, Detail: strconv.Itoa(len(frame)) + " bytes, limit " + strconv.Itoa(maxSize)}
@@ -193,7 +288,7 @@ func (d *Decoder) decode(frame []byte, out sink, lookup func(string) int) error 
 	if !sonicutf8.Validate(frame) {
 		return &FrameError{Kind: ErrInvalidUTF8, Detail: "at byte " + strconv.Itoa(firstInvalidUTF8(frame))}
 	}
-	if err := rootIsObject(frame); err != nil {
+	if err := rootIsObject(frame, patch); err != nil {
 		return err
 	}
 	// One copy: sonic reads strings, and the keys of the result are
@@ -215,7 +310,7 @@ func (d *Decoder) decode(frame []byte, out sink, lookup func(string) int) error 
 	if off := unpairedSurrogate(s); off >= 0 {
 		return &FrameError{Kind: ErrInvalidUTF8, Detail: "\\u escape of an unpaired surrogate at byte " + strconv.Itoa(off)}
 	}
-	v := frameVisitor{out: out, lookup: lookup, maxEntries: maxEntries, maxDepth: maxDepth, sorted: true}
+	v := frameVisitor{out: out, lookup: lookup, maxEntries: maxEntries, maxDepth: maxDepth, sorted: true, patch: patch}
 	if err := ast.Preorder(s, &v, visitorOptions); err != nil {
 		if fe, ok := err.(*FrameError); ok {
 			return fe
@@ -227,10 +322,14 @@ func (d *Decoder) decode(frame []byte, out sink, lookup func(string) int) error 
 	return nil
 }
 
-// rootIsObject checks the frame's first token, so that the grammar pass
-// decodes an object into its struct and any error it returns is about the
-// grammar.
-func rootIsObject(frame []byte) error {
+// rootIsObject checks the frame's (or patch's) first token, so that the
+// grammar pass decodes an object into its struct and any error it returns
+// is about the grammar.
+func rootIsObject(frame []byte, patch bool) error {
+	what := "frame"
+	if patch {
+		what = "patch"
+	}
 	for _, c := range frame {
 		switch c {
 		case ' ', '\t', '\n', '\r':
@@ -251,11 +350,11 @@ func rootIsObject(frame []byte) error {
 		case c == '-' || c >= '0' && c <= '9':
 			kind = "a number"
 		default:
-			return &FrameError{Kind: ErrSyntax, Detail: "the frame starts with byte 0x" + strconv.FormatUint(uint64(c), 16) + ", not a JSON value"}
+			return &FrameError{Kind: ErrSyntax, Detail: "the " + what + " starts with byte 0x" + strconv.FormatUint(uint64(c), 16) + ", not a JSON value"}
 		}
-		return &FrameError{Kind: ErrShape, Detail: "the frame is " + kind + ", want an object"}
+		return &FrameError{Kind: ErrShape, Detail: "the " + what + " is " + kind + ", want an object"}
 	}
-	return &FrameError{Kind: ErrSyntax, Detail: "empty frame"}
+	return &FrameError{Kind: ErrSyntax, Detail: "empty " + what}
 }
 
 // stdSyntax checks the frame against encoding/json's grammar, which
@@ -335,27 +434,48 @@ func hex4(h string) rune {
 	return r
 }
 
-// sink receives a frame's entries as the visitor completes them.
+// sink receives a frame's entries as the visitor completes them: the
+// counters of each, and which of them the entry set (a bit per counter).
+// remove receives a patch's null entries.
 type sink interface {
 	has(key string) bool
-	put(key string, vals *[NumTrafficFields]uint64)
+	put(key string, vals *[NumTrafficFields]uint64, seen uint32)
+	remove(key string)
 }
 
 type trafficSink TrafficFrame
 
 func (m trafficSink) has(key string) bool { _, ok := m[key]; return ok }
-func (m trafficSink) put(key string, vals *[NumTrafficFields]uint64) {
+func (m trafficSink) put(key string, vals *[NumTrafficFields]uint64, _ uint32) {
 	var t Traffic
 	*t.counters() = *vals
 	m[key] = t
 }
+func (m trafficSink) remove(string) { panic("BUG: consumer: a removal in a frame") }
 
 type presenceSink PresenceFrame
 
 func (m presenceSink) has(key string) bool { _, ok := m[key]; return ok }
-func (m presenceSink) put(key string, vals *[NumTrafficFields]uint64) {
+func (m presenceSink) put(key string, vals *[NumTrafficFields]uint64, _ uint32) {
 	m[key] = Presence{Sessions: vals[Sessions], SessionsClosed: vals[SessionsClosed]}
 }
+func (m presenceSink) remove(string) { panic("BUG: consumer: a removal in a frame") }
+
+// patchOp is one entry of a merge patch: its key's removal, or the
+// counters it sets.
+type patchOp struct {
+	vals   [NumTrafficFields]uint64
+	seen   uint32 // a bit per counter set
+	remove bool
+}
+
+type patchSink map[string]patchOp
+
+func (m patchSink) has(key string) bool { _, ok := m[key]; return ok }
+func (m patchSink) put(key string, vals *[NumTrafficFields]uint64, seen uint32) {
+	m[key] = patchOp{vals: *vals, seen: seen}
+}
+func (m patchSink) remove(key string) { m[key] = patchOp{remove: true} }
 
 func lookupTraffic(name string) int {
 	switch name {
@@ -405,6 +525,7 @@ type frameVisitor struct {
 	lookup     func(string) int
 	maxEntries int
 	maxDepth   int
+	patch      bool // a merge patch: a null entry removes its key
 
 	depth    int
 	entries  int
@@ -465,7 +586,18 @@ func (v *frameVisitor) scalar(kind string) error {
 
 // The ast.Visitor methods: sonic calls them in document order.
 
-func (v *frameVisitor) OnNull() error { return v.scalar("null") }
+func (v *frameVisitor) OnNull() error {
+	switch {
+	case v.patch && v.depth == 1:
+		v.out.remove(v.key)
+		v.entries++
+		v.inEntry = false
+		return nil
+	case v.patch && v.depth == 2 && v.member >= 0:
+		return v.fail(ErrCounter, "got null, which would delete the counter; want an unsigned integer")
+	}
+	return v.scalar("null")
+}
 
 func (v *frameVisitor) OnBool(b bool) error {
 	if b {
@@ -551,7 +683,7 @@ func (v *frameVisitor) OnArrayEnd() error {
 func (v *frameVisitor) OnObjectEnd() error {
 	v.depth--
 	if v.depth == 1 {
-		v.out.put(v.key, &v.vals)
+		v.out.put(v.key, &v.vals, v.seen)
 		v.entries++
 		v.inEntry, v.inMember = false, false
 	}

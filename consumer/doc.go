@@ -9,19 +9,61 @@
 //   - Decoder turns a frame into a TrafficFrame or PresenceFrame, and
 //     rejects anything a producer cannot have written with a *FrameError.
 //     Frames come off the network: no input makes it panic, and the memory
-//     it uses is bounded by its limits.
+//     it uses is bounded by its limits. Its PatchTraffic and PatchPresence
+//     apply a compressed track's merge patch to a decoded frame.
+//   - CompressedTrack rebuilds the values of a compressed track
+//     (".json.z") frame by frame, from its groups of a DEFLATE-compressed
+//     snapshot and merge patches.
 //   - Aggregator is fed (node, track, time, frame) by Observe, EndTrack
 //     and Gap and answers with a View: one row per node, track and key,
 //     one per node and track for its health and expired keys, with
 //     helpers that sum over nodes. It is safe for concurrent use.
 //   - Follow feeds an Aggregator from a Source (anything with
-//     Next(ctx) ([]byte, error), such as a *memorigin.Subscription);
-//     Origin is a moqstats.Origin that feeds one in-process from a Stats'
-//     writes; FollowHTTP follows a node's HTTP/SSE stats endpoint, with
+//     Next(ctx) ([]byte, error), such as a *memorigin.Subscription), or
+//     a FrameSource, which also tells each frame's group and index, as a
+//     compressed track needs; Origin is a moqstats.Origin that feeds one
+//     in-process from a Stats' writes; FollowHTTP follows a node's
+//     HTTP/SSE stats endpoint, plain or compressed tracks, with
 //     reconnects, backoff and Last-Event-ID.
 //
 // Node names come from the advertised path: NodeName(".stats",
 // ".stats/node/sjc/1") is "sjc/1", and ".stats/node" is the node "".
+//
+// # Compressed tracks
+//
+// A producer may publish beside each track a compressed sibling
+// ("publisher.json.z": moqstats with Config.Compressed, moq-net always)
+// that carries the same values. Each of its groups is one raw DEFLATE
+// stream (package zframe): frame 0 a full snapshot, the plain frame's
+// JSON, and every later frame an RFC 7396 merge patch against the frame
+// before it. CompressedTrack rebuilds the values frame by frame: a
+// snapshot replaces the value; a patch merges into it, a null entry
+// removing its key and an object entry setting the counters it names on
+// the key's entry (a new key starts from zero), unknown members ignored
+// as in frames. Snapshots and patches are checked as frames are, the
+// inflated size of a frame is capped by the Decoder's MaxFrameSize, and
+// a frame it rejects changes nothing already built.
+//
+// A patch needs every frame of its group before it. A follower that
+// joins mid-group, loses a frame or rejects one cannot apply the rest of
+// that group: each of its deltas is ErrMissingSnapshot, and the track
+// resumes with the next group's snapshot, which a producer writes once
+// the group reaches its delta budget or 256 frames (moqstats starts a
+// new group at once after a failed write). Meanwhile the Aggregator gets
+// nothing from the track, never a wrong value; counters are cumulative,
+// so only rate resolution is lost, and the followers record a Gap. A MoQ
+// subscription starts at the beginning of the current group and
+// httpstats streams a ".z" track from frame 0 of its group, so with them
+// only lost or rejected frames break a group.
+//
+// The value after each frame is what the plain track's frame of the same
+// tick holds, and reaches the Aggregator as that frame would, with the
+// same totals and rates: the Aggregator keeps one state per plain track,
+// whichever flavor feeds it (View rows name the plain track). Follow one
+// flavor of each track, not both, or every value applies twice. Follow
+// needs a FrameSource for a compressed track; FollowHTTP follows
+// compressed tracks with HTTPOptions.Compressed; Origin feeds the plain
+// frames only (the compressed ones pass through to the next Origin).
 //
 // # Segments and lifetime totals
 //
@@ -170,9 +212,12 @@
 // it whole, which loses nothing but rate resolution since counters are
 // cumulative. Without ExpireAfter it never forgets a key, so MaxKeys is
 // eventually reached by a producer with ever new paths; with it, the
-// keys held are those seen within about ExpireAfter. The HTTP follower
-// caps the index, the tracks per node and every event at the Decoder's
-// frame size, without buffering what it skips.
+// keys held are those seen within about ExpireAfter. A CompressedTrack
+// holds one value of at most MaxEntries keys, the last 32 KiB of its
+// group's inflated output and one inflated frame of at most MaxFrameSize
+// bytes, per compressed track followed. The HTTP follower caps the index,
+// the tracks per node and every event at the Decoder's frame size,
+// without buffering what it skips.
 //
 // # Followers and lost frames
 //

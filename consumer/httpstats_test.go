@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -76,20 +77,43 @@ func sameTotals(a, b map[string]string) bool {
 // FollowHTTP against the real endpoint: a Stats publishes through fanout
 // to memorigin and httpstats, random traffic runs on it, and the totals
 // an Aggregator computes over HTTP must equal those computed in-process
-// from memorigin's frames, and what was bumped: through the client's
-// connections being dropped mid-stream (streams resume with
+// from memorigin's plain frames, and what was bumped: through the
+// client's connections being dropped mid-stream (streams resume with
 // Last-Event-ID), and through the Stats closing and a new one publishing
 // on the same httpstats Origin, a restart, whose counts from zero must be
-// new segments, not double counted.
+// new segments, not double counted. No frame may be rejected.
 func TestFollowHTTPAgainstTheRealEndpoint(t *testing.T) {
+	testFollowHTTPAgainstTheRealEndpoint(t, false)
+}
+
+// The same over the compressed tracks: a Stats with Compressed (groups
+// rolling at DeltaRatio 1) and a follower with HTTPOptions.Compressed,
+// which streams only the ".z" tracks, rebuilds their values from base64
+// snapshots and patches, resumes within a group after a drop that fell
+// in one, and must compute the plain tracks' totals.
+func TestFollowHTTPOnCompressedTracksAgainstTheRealEndpoint(t *testing.T) {
+	testFollowHTTPAgainstTheRealEndpoint(t, true)
+}
+
+func testFollowHTTPAgainstTheRealEndpoint(t *testing.T, compressed bool) {
 	hs, err := httpstats.New(httpstats.Options{Heartbeat: 50 * time.Millisecond, Retry: 20 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
-	var resumed atomic.Int64
+	var resumed, midGroup atomic.Int64
+	var reqMu sync.Mutex
+	requested := map[string]int{} // stream requests by path
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Header.Get("Last-Event-ID") != "" {
+		if id := r.Header.Get("Last-Event-ID"); id != "" {
 			resumed.Add(1)
+			if _, f, _ := strings.Cut(id, "."); f != "0" {
+				midGroup.Add(1)
+			}
+		}
+		if r.URL.Path != "/" {
+			reqMu.Lock()
+			requested[r.URL.Path]++
+			reqMu.Unlock()
 		}
 		hs.ServeHTTP(w, r)
 	}))
@@ -111,6 +135,7 @@ func TestFollowHTTPAgainstTheRealEndpoint(t *testing.T) {
 	followed := make(chan error, 1)
 	go func() {
 		followed <- consumer.FollowHTTP(ctx, overHTTP, srv.URL, consumer.HTTPOptions{
+			Compressed: compressed,
 			Client:     &http.Client{Transport: &http.Transport{DialContext: conns.dial}},
 			MinBackoff: 5 * time.Millisecond, MaxBackoff: 50 * time.Millisecond, IdleTimeout: 10 * time.Second,
 			OnError: func(err error) {
@@ -160,7 +185,7 @@ func TestFollowHTTPAgainstTheRealEndpoint(t *testing.T) {
 	for life := range 2 {
 		stats, err := moqstats.New(moqstats.Config{
 			Origin: fanout.New(mem, hs), Node: "edge/1", Interval: time.Hour,
-			Logger: slog.New(slog.DiscardHandler),
+			Logger: slog.New(slog.DiscardHandler), Compressed: compressed, DeltaRatio: 1,
 		})
 		if err != nil {
 			t.Fatalf("life %d: %v", life, err)
@@ -230,6 +255,26 @@ func TestFollowHTTPAgainstTheRealEndpoint(t *testing.T) {
 	if resumed.Load() == 0 {
 		t.Error("no stream request carried Last-Event-ID: the drops did not exercise resuming")
 	}
+	if compressed && midGroup.Load() == 0 {
+		t.Error("no stream resumed after a delta: the drops did not exercise resuming a group")
+	}
+	errMu.Lock()
+	for _, err := range followErrs {
+		if errors.Is(err, consumer.ErrInvalidFrame) {
+			t.Errorf("follower rejected a frame: %v", err)
+		}
+	}
+	errMu.Unlock()
+	reqMu.Lock()
+	for path, n := range requested {
+		if strings.HasSuffix(path, moqstats.CompressedSuffix) != compressed {
+			t.Errorf("%d stream requests for %s, following compressed tracks: %v", n, path, compressed)
+		}
+	}
+	if len(requested) != len(moqstats.Tracks()) {
+		t.Errorf("stream requests for %v, want one flavor of each of the %d tracks", requested, len(moqstats.Tracks()))
+	}
+	reqMu.Unlock()
 	// Both equal what was bumped, over both lives.
 	for name, agg := range map[string]*consumer.Aggregator{"over HTTP": overHTTP, "in process": inProcess} {
 		t.Run(name, func(t *testing.T) {

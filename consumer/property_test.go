@@ -62,6 +62,10 @@ type trafficModel struct {
 
 	// flush runs a pass; mayFail lets the write hook fail its writes.
 	flush func(mayFail bool)
+	// newer: the Stats writes the twelve fields (Config.NewerCounters),
+	// so the model counts announced_bytes, and also runs fetches and
+	// datagrams.
+	newer bool
 	// flushOnOpen flushes after every guard open: see
 	// TestLifetimeTotalsWithoutRetention for why.
 	flushOnOpen bool
@@ -97,26 +101,16 @@ func (m *trafficModel) add(k bkey, f consumer.TrafficField, n uint64) {
 		w = new(consumer.Traffic)
 		m.want[k] = w
 	}
-	switch f {
-	case consumer.Announced:
-		w.Announced += n
-	case consumer.AnnouncedClosed:
-		w.AnnouncedClosed += n
-	case consumer.Broadcasts:
-		w.Broadcasts += n
-	case consumer.BroadcastsClosed:
-		w.BroadcastsClosed += n
-	case consumer.Subscriptions:
-		w.Subscriptions += n
-	case consumer.SubscriptionsClosed:
-		w.SubscriptionsClosed += n
-	case consumer.Bytes:
-		w.Bytes += n
-	case consumer.Frames:
-		w.Frames += n
-	case consumer.Groups:
-		w.Groups += n
+	if (f == consumer.AnnouncedBytes || f == consumer.Fetches || f == consumer.Datagrams) && !m.newer {
+		return // bumped, but not written
 	}
+	*fieldPtr(w, f) += n
+}
+
+// announce counts an announce guard opening or closing on k.
+func (m *trafficModel) announce(k bkey, f consumer.TrafficField) {
+	m.add(k, f, 1)
+	m.add(k, consumer.AnnouncedBytes, uint64(len(k.path)))
 }
 
 // opened records a guard opening on path.
@@ -151,7 +145,7 @@ func (m *trafficModel) step() {
 		} else {
 			g = b.Subscriber()
 		}
-		m.add(k, consumer.Announced, 1)
+		m.announce(k, consumer.Announced)
 		m.bcast = append(m.bcast, openBroadcast{k, g})
 		m.opened(k.path)
 	case op < 14 && len(m.bcast) > 0: // unannounce
@@ -159,7 +153,7 @@ func (m *trafficModel) step() {
 		o := m.bcast[i]
 		m.bcast = append(m.bcast[:i], m.bcast[i+1:]...)
 		o.g.Close()
-		m.add(o.k, consumer.AnnouncedClosed, 1)
+		m.announce(o.k, consumer.AnnouncedClosed)
 		m.closed(o.k.path)
 	case op < 24: // a track subscription, on an open announce or on its own
 		var k bkey
@@ -186,8 +180,27 @@ func (m *trafficModel) step() {
 		o.g.Close()
 		m.add(o.k, consumer.SubscriptionsClosed, 1)
 		m.closed(o.k.path)
+	case op < 60 && m.newer && len(m.bcast) > 0 && m.rng.IntN(4) == 0: // a fetch
+		o := m.bcast[m.rng.IntN(len(m.bcast))]
+		g := o.g.Fetch("video")
+		m.add(o.k, consumer.Fetches, 1)
+		m.opened(o.k.path)
+		n := uint64(m.rng.IntN(5000))
+		g.Bytes(n)
+		m.add(o.k, consumer.Bytes, n)
+		g.Close()
+		m.closed(o.k.path)
 	case op < 60 && len(m.tracks) > 0: // payload
 		o := m.tracks[m.rng.IntN(len(m.tracks))]
+		if m.newer && m.rng.IntN(4) == 0 {
+			n := uint64(m.rng.IntN(1200))
+			o.g.Datagram(n)
+			m.add(o.k, consumer.Datagrams, 1)
+			m.add(o.k, consumer.Groups, 1)
+			m.add(o.k, consumer.Frames, 1)
+			m.add(o.k, consumer.Bytes, n)
+			break
+		}
 		switch m.rng.IntN(3) {
 		case 0:
 			n := uint64(m.rng.IntN(1 << uint(m.rng.IntN(20))))
@@ -278,7 +291,7 @@ func (m *trafficModel) session(k skey) *consumer.Presence {
 func (m *trafficModel) closeAll() {
 	for _, o := range m.bcast {
 		o.g.Close()
-		m.add(o.k, consumer.AnnouncedClosed, 1)
+		m.announce(o.k, consumer.AnnouncedClosed)
 	}
 	for _, o := range m.tracks {
 		o.g.Close()

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -38,6 +39,12 @@ type HTTPOptions struct {
 	Prefix string
 	// Node, if set, names the node instead of the advertised path.
 	Node string
+	// Compressed follows each track's compressed sibling (".json.z")
+	// instead of the plain track, where the index lists both: the same
+	// values in fewer bytes on the wire, each event a frame of a group
+	// (see "Compressed tracks" in the package doc). A track listed in
+	// one flavor only is followed in that one.
+	Compressed bool
 	// MinBackoff and MaxBackoff bound the wait before a reconnect, which
 	// doubles after each failure (with jitter) and restarts from
 	// MinBackoff after a stream that delivered an event. A server's
@@ -97,17 +104,21 @@ type Index struct {
 }
 
 // ErrSkippedTrack is reported (through HTTPOptions.OnError) for a track
-// the follower does not follow: a compressed .z track, or a name that is
-// not a stats track.
+// the follower does not follow: a name that is not a stats track, or one
+// past HTTPOptions.MaxTracks. The flavor of a track not chosen (plain or
+// compressed, see HTTPOptions.Compressed) is skipped without a report.
 var ErrSkippedTrack = errors.New("consumer: track skipped")
 
 // FollowHTTP follows one node's stats endpoint at base until ctx is done,
 // feeding agg, and then returns ctx.Err(). It reads the index at base/,
-// then streams every plain .json track as Server-Sent Events from
-// base/<track>, reconnecting with backoff and Last-Event-ID after a
-// failure. Compressed .z tracks are skipped (reported as
-// ErrSkippedTrack): their plain siblings carry the same values. An end
-// event means the broadcast closed: the track ends (Aggregator.EndTrack);
+// then streams one flavor of every track it lists as Server-Sent Events
+// from base/<track>, reconnecting with backoff and Last-Event-ID after a
+// failure: the plain ".json" track, or with HTTPOptions.Compressed its
+// ".json.z" sibling, whose events carry base64 frames placed by their
+// G.F ids and are rebuilt with a CompressedTrack (a group the follower
+// cannot apply whole is reported, and the track resumes with the next
+// group's snapshot). An end event means the broadcast closed: the track
+// ends (Aggregator.EndTrack);
 // once every track ended the follower reads the index again, with
 // backoff, to follow the node when it publishes again. An event id below
 // the last one seen means the server serves a new broadcast (the node
@@ -197,26 +208,37 @@ func fetchIndex(ctx context.Context, opts *HTTPOptions, base string) (*Index, er
 func followTracks(ctx context.Context, agg *Aggregator, opts *HTTPOptions, base, node string, tracks []string, streams map[[2]string]*stream) bool {
 	var wg sync.WaitGroup
 	var delivered atomic.Bool
-	seen := map[string]bool{}
+	// One flavor of each track, by its plain name: the preferred flavor
+	// if the index lists it, else the other.
+	chosen := map[string]Track{}
+	var order []string
 	for _, name := range tracks {
-		if _, err := ParseTrack(name); err != nil {
+		t, err := ParseTrack(name)
+		if err != nil {
 			opts.report(fmt.Errorf("%w: node %q: %w", ErrSkippedTrack, node, err))
 			continue
 		}
-		if seen[name] {
-			continue
+		plain := t.plain().Name()
+		if _, ok := chosen[plain]; !ok {
+			order = append(order, plain)
+			chosen[plain] = t
+		} else if t.Compressed == opts.Compressed {
+			chosen[plain] = t
 		}
-		if len(seen) == opts.MaxTracks {
+	}
+	for i, plain := range order {
+		if i == opts.MaxTracks {
 			opts.report(fmt.Errorf("%w: node %q: more than %d tracks", ErrSkippedTrack, node, opts.MaxTracks))
 			break
 		}
-		seen[name] = true
+		t := chosen[plain]
+		name := t.Name()
 		s := streams[[2]string{node, name}]
 		if s == nil {
 			if len(streams) >= 4*opts.MaxTracks {
 				clear(streams) // a server renaming its node or tracks endlessly
 			}
-			s = &stream{agg: agg, opts: opts, node: node, track: name, url: base + "/" + escapeTrack(name)}
+			s = &stream{agg: agg, opts: opts, node: node, track: name, url: base + "/" + escapeTrack(name), feed: newFeed(agg, node, name, t)}
 			streams[[2]string{node, name}] = s
 		}
 		wg.Go(func() {
@@ -245,6 +267,9 @@ type stream struct {
 	node  string
 	track string
 	url   string
+
+	feed *feed  // applies the track's frames
+	buf  []byte // a compressed track's event, base64-decoded
 
 	lastID  string   // the last event id applied, sent as Last-Event-ID
 	last    [2]int64 // lastID parsed (group, frame); valid if hasLast
@@ -337,7 +362,7 @@ func (s *stream) connect(ctx context.Context) (ended, delivered bool, err error)
 			continue // a comment (": ping") or a bare retry:
 		}
 		if ev.event == "end" {
-			s.agg.EndTrack(s.node, s.track, s.opts.Now())
+			s.feed.end(s.opts.Now())
 			if s.lastID != "" {
 				s.gone, s.goneID, s.goneSum = true, s.lastID, s.sum
 			}
@@ -356,43 +381,67 @@ func (s *stream) connect(ctx context.Context) (ended, delivered bool, err error)
 	}
 }
 
-// apply feeds one data event to the Aggregator, deduplicating by id.
+// apply feeds one data event to the Aggregator, deduplicating by id. The
+// feed tells the Aggregator of frames skipped: an id that does not follow
+// the last one (a resync, a reconnect, a new broadcast numbered from the
+// clock), an event skipped unread, or a compressed group broken.
 func (s *stream) apply(ev *event) {
-	if ev.tooLarge {
-		s.opts.report(&FrameError{Kind: ErrFrameTooLarge, Node: s.node, Track: s.track,
-			Detail: "event " + strconv.Quote(truncate(ev.id)) + " over the Aggregator's frame limit, skipped unread"})
-		s.setID(ev)
-		return
-	}
-	if id, ok := parseEventID(ev.id); ok && s.hasLast {
+	id, placed := parseEventID(ev.id)
+	if placed && s.hasLast {
 		switch cmpID(id, s.last) {
 		case 0:
 			return // the latest frame again, after a reconnect
 		case -1:
 			// The server numbers from scratch: a new broadcast.
-			s.agg.EndTrack(s.node, s.track, s.opts.Now())
-		default:
-			// A plain track's groups hold one frame each, numbered one
-			// up per frame: a larger step skipped frames (a resync, a
-			// reconnect), or a new broadcast numbered from the clock.
-			if id != [2]int64{s.last[0] + 1, 0} && id != [2]int64{s.last[0], s.last[1] + 1} {
-				s.gap()
-			}
+			s.feed.end(s.opts.Now())
 		}
 	}
 	s.setID(ev)
+	if ev.tooLarge {
+		s.opts.report(&FrameError{Kind: ErrFrameTooLarge, Node: s.node, Track: s.track,
+			Detail: "event " + strconv.Quote(truncate(ev.id)) + " over the Aggregator's frame limit, skipped unread"})
+		return
+	}
 	s.sum = frameSum(ev.data)
-	if err := s.agg.Observe(s.node, s.track, s.opts.Now(), ev.data); err != nil {
+	data := ev.data
+	if s.feed.z != nil {
+		if !placed {
+			s.opts.report(&FrameError{Kind: ErrFrameOrder, Node: s.node, Track: s.track,
+				Detail: "event id " + strconv.Quote(truncate(ev.id)) + " is not G.F: a compressed frame cannot be placed in its group"})
+			return
+		}
+		need := base64.StdEncoding.DecodedLen(len(data))
+		if cap(s.buf) < need {
+			s.buf = make([]byte, need)
+		}
+		n, err := base64.StdEncoding.Decode(s.buf[:need], data)
+		if cap(s.buf) > maxKeptBuffer {
+			defer func() { s.buf = nil }() // a large frame's buffer is not kept for every stream
+		}
+		if err != nil {
+			s.opts.report(&FrameError{Kind: ErrCompression, Node: s.node, Track: s.track, Group: uint64(id[0]), Index: int(id[1]), placed: true,
+				Detail: "event data is not standard base64: " + err.Error()})
+			return
+		}
+		data = s.buf[:n]
+	}
+	var err error
+	if placed {
+		err = s.feed.frame(s.opts.Now(), uint64(id[0]), int(id[1]), data)
+	} else {
+		err = s.feed.unplaced(s.opts.Now(), data)
+	}
+	if err != nil {
 		s.opts.report(err)
 	}
 }
 
+// maxKeptBuffer is the largest decoding buffer a stream keeps between
+// events.
+const maxKeptBuffer = 1 << 20
+
 // gap tells the Aggregator that frames of the track may have been lost.
-func (s *stream) gap() {
-	if err := s.agg.Gap(s.node, s.track, s.opts.Now()); err != nil {
-		s.opts.report(err)
-	}
-}
+func (s *stream) gap() { s.feed.gap(s.opts.Now()) }
 
 var frameSeed = maphash.MakeSeed()
 

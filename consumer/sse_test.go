@@ -3,6 +3,7 @@ package consumer
 import (
 	"bufio"
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -14,6 +15,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/moqstats/moqstats/zframe"
 )
 
 // fakeNode serves the stats endpoint contract: an index at base/, and per
@@ -37,6 +40,7 @@ type fakeNode struct {
 type fakeEvent struct {
 	id   [2]int64
 	data string
+	noID bool // sent without its id line (until an event with one follows it)
 }
 
 func newFakeNode(t *testing.T, path string, tracks ...string) (*fakeNode, *httptest.Server) {
@@ -62,6 +66,15 @@ func (n *fakeNode) write(track, data string) {
 		g = fs[len(fs)-1].id[0] + 1
 	}
 	n.frames[track] = append(fs, fakeEvent{id: [2]int64{g, 0}, data: data})
+	n.ended[track] = false
+	n.change()
+}
+
+// put appends a frame to track with the id g.f (noID: sent without it).
+func (n *fakeNode) put(track string, g, f int64, data string, noID bool) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.frames[track] = append(n.frames[track], fakeEvent{id: [2]int64{g, f}, data: data, noID: noID})
 	n.ended[track] = false
 	n.change()
 }
@@ -142,9 +155,16 @@ func (n *fakeNode) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			case (started || resume) && cmpID(f.id, after) <= 0:
 				continue
 			}
-			fmt.Fprintf(w, "id: %d.%d\ndata: %s\n\n", f.id[0], f.id[1], f.data)
+			if f.noID {
+				fmt.Fprintf(w, "data: %s\n\n", f.data)
+			} else {
+				fmt.Fprintf(w, "id: %d.%d\ndata: %s\n\n", f.id[0], f.id[1], f.data)
+			}
 			fl.Flush()
-			after, started = f.id, true
+			if !f.noID {
+				after = f.id // an event without an id leaves the last id as it was
+			}
+			started = true
 			if sent++; drop > 0 && sent == drop {
 				return
 			}
@@ -179,6 +199,18 @@ func (l *errLog) add(err error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.errs = append(l.errs, err)
+}
+
+func (l *errLog) count(target error) int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	n := 0
+	for _, e := range l.errs {
+		if errors.Is(e, target) {
+			n++
+		}
+	}
+	return n
 }
 
 func (l *errLog) has(target error) bool {
@@ -258,8 +290,10 @@ func TestFollowHTTPStreamsResumesAndEnds(t *testing.T) {
 	if len(ids) < 3 || ids[0] != "" || ids[1] != "2.0" {
 		t.Fatalf("Last-Event-ID of successive requests %q, want \"\" then 2.0 ...", ids)
 	}
-	if !errs.has(ErrSkippedTrack) || !errs.has(ErrCompressed) || !errs.has(ErrNotStatsTrack) {
-		t.Fatalf("skipped tracks not reported: %v", errs.errs)
+	// "bogus" is reported; the compressed sibling of a plain track
+	// followed is skipped without a report.
+	if skipped := errs.count(ErrSkippedTrack); skipped == 0 || !errs.has(ErrNotStatsTrack) || skipped != errs.count(ErrNotStatsTrack) {
+		t.Fatalf("skipped tracks reported: %v, want bogus only", errs.errs)
 	}
 	if reqs := node.requests("publisher.json.z"); len(reqs) != 0 {
 		t.Fatalf("compressed track requested %d times", len(reqs))
@@ -488,5 +522,79 @@ func TestFollowHTTPReportsSkippedFramesAsAGap(t *testing.T) {
 				t.Fatalf("total %d, want %d", got, c.want)
 			}
 		})
+	}
+}
+
+// zgroup compresses a group's frames as a producer does and returns each
+// in standard base64, as httpstats sends them.
+func zgroup(frames ...string) []string {
+	w := zframe.NewWriter(1 << 20)
+	var out []string
+	for i, f := range frames {
+		var b []byte
+		if i == 0 {
+			b = w.Snapshot([]byte(f))
+		} else {
+			b = w.Delta([]byte(f))
+		}
+		out = append(out, base64.StdEncoding.EncodeToString(b))
+		w.Commit(true)
+	}
+	return out
+}
+
+// With Compressed, the follower streams the ".z" flavor of every track
+// the index lists it for (the plain one otherwise), places each event by
+// its G.F id, and rebuilds the values: hostile events (bad base64, no id)
+// are reported and change nothing; a group broken by one is skipped to
+// its end (ErrMissingSnapshot), never applied wrong; the next group's
+// snapshot resumes it; an earlier id is a new broadcast, whose groups the
+// track takes afresh.
+func TestFollowHTTPCompressedTracks(t *testing.T) {
+	node, srv := newFakeNode(t, ".stats/node/sjc/1", "publisher.json", "publisher.json.z", "sessions.json", "bogus")
+	g5 := zgroup(`{"acme/live":{"subscriptions":1,"bytes":1}}`, `{"acme/live":{"bytes":2}}`, `{"acme/live":{"bytes":3}}`, `{"acme/live":{"bytes":4}}`)
+	node.put("publisher.json.z", 5, 0, g5[0], false)
+	node.write("sessions.json", `{"acme":{"sessions":3,"sessions_closed":1}}`)
+	agg := newAgg(t, Config{})
+	var errs errLog
+	stop := startFollow(t, agg, srv.URL+"/stats", HTTPOptions{Compressed: true, OnError: errs.add})
+	defer stop()
+	eventually(t, "the snapshot", func() bool { return totalBytes(agg) == 1 })
+	node.put("publisher.json.z", 5, 1, g5[1], false)
+	eventually(t, "a delta", func() bool { return totalBytes(agg) == 2 })
+	node.put("publisher.json.z", 5, 2, "not base64!", false)
+	eventually(t, "the bad event reported", func() bool { return errs.has(ErrCompression) })
+	node.put("publisher.json.z", 5, 3, g5[3], false)
+	eventually(t, "the broken group reported", func() bool { return errs.has(ErrMissingSnapshot) })
+	if got := totalBytes(agg); got != 2 {
+		t.Fatalf("bytes %d after a broken group, want 2", got)
+	}
+	g6 := zgroup(`{"acme/live":{"subscriptions":1,"bytes":10}}`, `{"acme/live":{"bytes":11}}`)
+	node.put("publisher.json.z", 6, 0, g6[0], false)
+	eventually(t, "the next group", func() bool { return totalBytes(agg) == 10 })
+	node.put("publisher.json.z", 6, 1, zgroup(`{}`)[0], true) // no id: cannot be placed
+	eventually(t, "the event without an id reported", func() bool { return errs.has(ErrFrameOrder) })
+	node.put("publisher.json.z", 6, 1, g6[1], false)
+	eventually(t, "the group going on", func() bool { return totalBytes(agg) == 11 })
+
+	if got := agg.View(time.Now()).LiveSessions("", "acme"); got != 2 {
+		t.Fatalf("live sessions %d from the plain sessions track, want 2", got)
+	}
+	if n := len(node.requests("publisher.json")); n != 0 {
+		t.Fatalf("the plain publisher track requested %d times", n)
+	}
+	if n := len(node.requests("sessions.json")); n == 0 {
+		t.Fatal("the sessions track, listed plain only, was not followed")
+	}
+	if skipped := errs.count(ErrSkippedTrack); skipped == 0 || skipped != errs.count(ErrNotStatsTrack) {
+		t.Fatalf("skipped tracks reported: %v, want bogus only", errs.errs)
+	}
+
+	// The producer restarted: ids from 0 again, values from zero.
+	node.restart("publisher.json.z", zgroup(`{"acme/live":{"subscriptions":1,"bytes":5}}`)[0])
+	node.disconnect()
+	eventually(t, "the new broadcast", func() bool { return totalBytes(agg) == 16 })
+	if v := agg.View(time.Now()); v.Broadcasts[0].Segments != 2 || v.Broadcasts[0].Track.Compressed {
+		t.Fatalf("row %+v, want the plain track's, with 2 segments", v.Broadcasts[0])
 	}
 }

@@ -35,13 +35,20 @@ func (k Kind) String() string {
 	return fmt.Sprintf("Kind(%d)", uint8(k))
 }
 
-// Track is a parsed stats track name: [<tier>/]{publisher,subscriber,sessions}.json.
+// Track is a parsed stats track name:
+// [<tier>/]{publisher,subscriber,sessions}.json, or its compressed
+// sibling with the ".z" suffix.
 type Track struct {
 	// Tier is the track's tier label: "" for the default tier (moqstats'
 	// External), "internal" for moqstats' Internal, or any label a newer
 	// producer uses ("region/sjc").
 	Tier string
 	Kind Kind
+	// Compressed is set for a compressed sibling (".json.z"): groups of
+	// a DEFLATE-compressed snapshot and merge patches, which carry the
+	// same values as the plain track. The Aggregator keeps one state per
+	// plain track, so View rows always have it unset.
+	Compressed bool
 }
 
 // Name returns the track name Track was parsed from.
@@ -50,7 +57,17 @@ func (t Track) Name() string {
 	if t.Tier != "" {
 		n = t.Tier + "/" + n
 	}
+	if t.Compressed {
+		n += moqstats.CompressedSuffix
+	}
 	return n
+}
+
+// plain returns the plain track of t: the identity the Aggregator keeps
+// its state under, whichever flavor carried the values.
+func (t Track) plain() Track {
+	t.Compressed = false
+	return t
 }
 
 // TierName returns the tier as dashboards show it: "external" for the
@@ -63,9 +80,10 @@ func (t Track) TierName() string {
 	return t.Tier
 }
 
-// ErrCompressed is returned for a compressed (.z) track, which this
-// package does not decode: read the plain .json sibling, which carries
-// the same values.
+// ErrCompressed is returned by Aggregator.Observe for a frame of a
+// compressed (.z) track: such a frame only decodes after the frames of
+// its group before it. Decode them with a CompressedTrack and pass its
+// value to ObserveTraffic or ObservePresence; the followers do.
 var ErrCompressed = errors.New("consumer: compressed track")
 
 // ErrNotStatsTrack is returned for a name that is not a stats track.
@@ -73,17 +91,15 @@ var ErrNotStatsTrack = errors.New("consumer: not a stats track")
 
 // ParseTrack parses a stats track name: an optional tier label (non-empty,
 // without a leading or trailing '/' or a "//"), then publisher.json,
-// subscriber.json or sessions.json. The six tracks moqstats writes all
-// parse; so do the named tiers of newer producers. A name with the .z
-// suffix of a compressed sibling returns ErrCompressed.
+// subscriber.json or sessions.json, then an optional ".z" for a
+// compressed sibling (Track.Compressed). The six tracks moqstats writes,
+// and their compressed siblings, all parse; so do the named tiers of
+// newer producers.
 func ParseTrack(name string) (Track, error) {
-	base := name
-	if strings.HasSuffix(name, ".json.z") {
-		return Track{}, fmt.Errorf("%w %q", ErrCompressed, name)
-	}
+	base, compressed := strings.CutSuffix(name, moqstats.CompressedSuffix)
 	tier := ""
-	if i := strings.LastIndexByte(name, '/'); i >= 0 {
-		tier, base = name[:i], name[i+1:]
+	if i := strings.LastIndexByte(base, '/'); i >= 0 {
+		tier, base = base[:i], base[i+1:]
 		if tier == "" || tier[0] == '/' || tier[len(tier)-1] == '/' || strings.Contains(tier, "//") {
 			return Track{}, fmt.Errorf("%w: %q has a malformed tier", ErrNotStatsTrack, name)
 		}
@@ -99,7 +115,16 @@ func ParseTrack(name string) (Track, error) {
 	default:
 		return Track{}, fmt.Errorf("%w: %q", ErrNotStatsTrack, name)
 	}
-	return Track{Tier: tier, Kind: k}, nil
+	return Track{Tier: tier, Kind: k, Compressed: compressed}, nil
+}
+
+// plainName returns the name of the plain track of the stats track name,
+// or name itself if it is not one.
+func plainName(name string) string {
+	if t, err := ParseTrack(name); err == nil && t.Compressed {
+		return t.plain().Name()
+	}
+	return name
 }
 
 // NodeName returns the node a stats broadcast path names, reversing how a

@@ -31,9 +31,48 @@
 //	moq_sessions_closed_total{root,tier,node}
 //	moq_sessions_live{root,tier,node}               gauge
 //
+// and, once the Aggregator expired keys of a track (see Expiry):
+//
+//	moq_broadcast_<field>_expired_total{tier,role,node}   one per field above
+//	moq_broadcast_expired_keys_total{tier,role,node}
+//	moq_sessions_expired_total{tier,node}
+//	moq_sessions_closed_expired_total{tier,node}
+//	moq_sessions_expired_roots_total{tier,node}
+//
 // tier is "external" (the default tier), "internal", or a newer
 // producer's tier label; role is "publisher" (egress) or "subscriber"
 // (ingress). Rates are left to PromQL: rate(moq_broadcast_bytes_total[1m]).
+//
+// # Expiry
+//
+// With consumer.Config.ExpireAfter, the Aggregator drops keys idle for
+// that long and folds their lifetime totals into their track's expired
+// totals. Their series disappear (Prometheus marks them stale), which is
+// what bounds the series a long-lived aggregator exports, and their
+// totals move to the expired families, labelled by what remains of the
+// series: tier, role and node. So at every scrape, summed over series,
+//
+//	sum(moq_broadcast_bytes_total) + (sum(moq_broadcast_bytes_expired_total) or vector(0))
+//
+// is the exact lifetime total, as consumer.View.Total gives it, and the
+// difference of that sum between two instants is the traffic in between.
+// The expired families jump by a key's whole total when it expires: read
+// them as values, never with rate() or increase(). The live families
+// lose nothing to expiry: a key expires only after ExpireAfter without a
+// change, so its series had a rate of 0 when it went, and
+// sum(rate(moq_broadcast_bytes_total[1m])) is unaffected.
+//
+// A series that sums several rows (BroadcastSegments, or DropNode)
+// must not go down when one of its rows expires while others stay:
+// Prometheus would take it for a counter reset, and increase() would
+// count the whole series again. So the collector keeps the last total of
+// every row it exported, and a row that is gone (or came back lower: it
+// expired and a new key took its name) leaves its total in its series,
+// which carries it until its last row goes; only then do the expired
+// families take it. Such a series never goes down. Per-row series need no
+// carrying: an expired row's series just ends. The memory this takes is
+// one map entry per row exported (its names, its series' labels and
+// twelve counters), and only with BroadcastSegments or DropNode.
 //
 // # Label values
 //
@@ -48,10 +87,12 @@
 //
 // # Cardinality
 //
-// Every family has one series per distinct label tuple that ever had an
-// entry: the Aggregator keeps every key it saw, so a broadcast that ended
-// keeps its series (with its final totals) until the process restarts.
-// Two options bound that: Config.BroadcastSegments cuts the broadcast
+// Every family has one series per distinct label tuple that has an
+// entry: without consumer.Config.ExpireAfter the Aggregator keeps every
+// key it saw, so a broadcast that ended keeps its series (with its final
+// totals) until the process restarts; with it, a key idle for
+// ExpireAfter goes, and its series with it (see Expiry). Two options
+// bound the series further: Config.BroadcastSegments cuts the broadcast
 // label to its first N path segments (1: per customer instead of per
 // broadcast) and Config.DropNode sums over nodes.
 //
@@ -72,9 +113,10 @@
 // NewerFields); the viewers gauge has the publisher half of the places.
 // Broadcasts that come and go add series: with 50,000 distinct broadcasts
 // a day, per-broadcast labels add 350,000 series per family per day until
-// a restart; per-customer labels add none once every customer was seen.
-// Session families have roots x tiers x nodes series (500 x 2 x 20 =
-// 20,000 each; 1,000 without the node label).
+// a restart (or until they expire, with ExpireAfter); per-customer labels
+// add none once every customer was seen. Session families have roots x
+// tiers x nodes series (500 x 2 x 20 = 20,000 each; 1,000 without the
+// node label).
 //
 // # Restarts
 //
