@@ -366,3 +366,50 @@ func TestCompressedConfigErrors(t *testing.T) {
 		t.Fatalf("negative DeltaRatio: %v, want ErrInvalidConfig", err)
 	}
 }
+
+// A final count whose compressed write failed is not on the wire yet, even
+// though its plain write succeeded: the key stays in the next frame, so
+// the resync snapshot carries it, and is forgotten only after. (It used to
+// count as on the wire once the plain frame was written, so the resync
+// snapshot, built without the key, lost its final count for compressed
+// readers.)
+func TestFailedCompressedWriteKeepsTheFinalCountForTheResync(t *testing.T) {
+	o := memorigin.New()
+	s, err := moqstats.New(moqstats.Config{Origin: o, Interval: time.Hour, Compressed: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	sub, err := o.Subscribe(s.Path(), moqstats.TrackPublisher+moqstats.CompressedSuffix)
+	if err != nil {
+		t.Fatal(err)
+	}
+	z := &zReader{t: t, name: "publisher.json.z", sub: sub, anyFailed: true}
+	b, _ := o.Lookup(s.Path())
+	g := s.Tier(moqstats.External).Broadcast("k").PublisherTrack("v")
+	g.Bytes(10)
+	flush(t, s)
+	g.Bytes(5)
+	g.Close()
+	b.SetWriteHook(func(track string, _ []byte) error {
+		if strings.HasSuffix(track, moqstats.CompressedSuffix) {
+			return errors.New("link down")
+		}
+		return nil
+	})
+	if err := s.Flush(); err == nil {
+		t.Fatal("Flush with failing compressed tracks returned nil")
+	}
+	b.SetWriteHook(nil)
+	flush(t, s)
+	z.drain()
+	want := jsonValue(t, []byte(`{"k":{"announced":0,"announced_closed":0,"broadcasts":0,"broadcasts_closed":0,"subscriptions":1,"subscriptions_closed":1,"bytes":15,"frames":0,"groups":0}}`))
+	if !reflect.DeepEqual(z.value, want) {
+		t.Fatalf("the compressed track after the resync = %v, want k's final count %v", z.value, want)
+	}
+	flush(t, s)
+	z.drain()
+	if !reflect.DeepEqual(z.value, map[string]any{}) {
+		t.Fatalf("the compressed track once k's final count is out everywhere = %v, want {}", z.value)
+	}
+}

@@ -170,7 +170,7 @@ func continueBroadcast(succ, pred *bEntry, kept *keptBroadcast) {
 			if psl == nil {
 				continue
 			}
-			v := psl.Read()
+			v := psl.ReadAll() // every counter carries on, written or not
 			if v == (counters.Snapshot{}) && psl.emitted == (snapshot.Emitted[counters.Snapshot]{}) {
 				continue // set up, never used
 			}

@@ -165,31 +165,38 @@ func appendErr(errs []error, err error) []error {
 }
 
 // flushTrack writes the frame of t, track i, and then its compressed
-// sibling's.
+// sibling's. The tick's values count as on the wire (Commit) only when
+// every flavor carries them: a key whose compressed write failed stays in
+// the next frame, so the resync snapshot has it, and is not forgotten
+// before.
 func flushTrack[V snapshot.Value](s *Stats, i int, t *snapshot.Track[V]) error {
-	frame, err := flush(s.bc, t)
-	if s.z[i] == nil {
-		return err
+	frame, wrote, err := flush(s.bc, t)
+	if s.z[i] != nil {
+		err = errors.Join(err, flushCompressed(s, i, t, frame))
 	}
-	return errors.Join(err, flushCompressed(s, i, t, frame))
+	switch {
+	case err == nil:
+		t.Commit(frame)
+	case wrote:
+		t.Wrote(frame) // on the plain track: later frames compare with it
+	}
+	return err
 }
 
 // flush writes t's frame unless its bytes equal the last frame written,
-// and returns this tick's frame (written or not). Only a frame that
-// reached the wire is committed.
-func flush[V snapshot.Value](bc Broadcast, t *snapshot.Track[V]) ([]byte, error) {
+// and returns this tick's frame, and whether the plain track carries it
+// now (written, or equal to the last frame written).
+func flush[V snapshot.Value](bc Broadcast, t *snapshot.Track[V]) (frame []byte, wrote bool, err error) {
 	if !t.Changed() {
-		t.Commit(nil) // provably the last frame's bytes: nothing to encode
-		return t.Last(), nil
+		return t.Last(), true, nil // provably the last frame's bytes: nothing to encode
 	}
-	frame := t.Frame()
+	frame = t.Frame()
 	if !t.Unchanged(frame) {
 		if err := writeFrame(bc, t.Name, frame); err != nil {
-			return frame, fmt.Errorf("moqstats: writing %s: %w", t.Name, err)
+			return frame, false, fmt.Errorf("moqstats: writing %s: %w", t.Name, err)
 		}
 	}
-	t.Commit(frame)
-	return frame, nil
+	return frame, true, nil
 }
 
 // flushCompressed writes the compressed sibling of t, track i, whose

@@ -1,6 +1,7 @@
 package moqstats_test
 
 import (
+	"errors"
 	"fmt"
 	"reflect"
 	"sync"
@@ -9,6 +10,7 @@ import (
 	"time"
 
 	"github.com/moqstats/moqstats"
+	"github.com/moqstats/moqstats/internal/wiretest"
 	"github.com/moqstats/moqstats/memorigin"
 )
 
@@ -213,4 +215,33 @@ func TestRetainedSessionRootContinues(t *testing.T) {
 		t.Fatalf("peer back = %+v, want {2 1}", got)
 	}
 	g.Close()
+}
+
+// A key re-created while its final frame failed continues every counter,
+// the newer three too. (It used to carry only the nine, so fetches,
+// datagrams and announced_bytes went back.)
+func TestRecreatedKeyContinuesTheNewerCountersToo(t *testing.T) {
+	s, o := setupConfig(t, moqstats.Config{Interval: time.Hour, NewerCounters: true})
+	b, _ := o.Lookup(s.Path())
+	h := s.Tier(moqstats.External)
+	g := h.Broadcast("k").Publisher()
+	tr := g.Track("v")
+	tr.Datagram(10)
+	g.Fetch("v").Close()
+	flush(t, s)
+	tr.Close()
+	g.Close()
+	b.SetWriteHook(func(string, []byte) error { return errors.New("link down") })
+	if err := s.Flush(); err == nil {
+		t.Fatal("Flush with every write failing returned nil")
+	}
+	b.SetWriteHook(nil)
+	g = h.Broadcast("k").Publisher() // folds over its pending predecessor
+	defer g.Close()
+	flush(t, s)
+	got := decode[wiretest.SnapshotAll](t, latest(t, o, s, moqstats.TrackPublisher))["k"]
+	want := wiretest.SnapshotAll{Announced: 2, AnnouncedClosed: 1, AnnouncedBytes: 3, Subscriptions: 1, SubscriptionsClosed: 1, Fetches: 1, Bytes: 10, Frames: 1, Groups: 1, Datagrams: 1}
+	if got != want {
+		t.Fatalf("k = %+v, want %+v", got, want)
+	}
 }

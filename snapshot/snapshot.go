@@ -20,7 +20,11 @@
 // A value put in a frame by a later pass, whose write failed, is not on the
 // wire: the key counts as changed until a frame carrying it is written.
 // So a failed write delays a count and never loses it, and committing a
-// written frame is one store, not a pass over every key.
+// written frame is one store, not a pass over every key. A frame that goes
+// out in two forms (a plain track and its compressed sibling) is committed
+// only once both were written; one written alone is recorded with Wrote,
+// so that later frames compare with the bytes on its track, while its
+// values stay pending and go out again with the next frame.
 //
 // # Idle frames
 //
@@ -319,12 +323,21 @@ func (t *Track[V]) Unchanged(frame []byte) bool {
 }
 
 // Commit records that this tick's frame reached the wire: frame is this
-// tick's Frame, written or found Unchanged, or nil when Changed reported
-// false (the last frame stays). Without Commit, nothing this tick put in
-// the frame counts as on the wire.
+// tick's Frame, written or found Unchanged, or Last when Changed reported
+// false. Without Commit, nothing this tick put in the frame counts as on
+// the wire.
 func (t *Track[V]) Commit(frame []byte) {
-	t.good, t.lastLen = t.pass, len(t.keys)
-	if frame != nil {
+	t.good = t.pass
+	t.Wrote(frame)
+}
+
+// Wrote records that frame, this tick's, is the last frame written, for
+// Changed and Unchanged to compare with, without its values counting as
+// on the wire: for a frame written where it must also reach somewhere else
+// (a compressed sibling) before it counts.
+func (t *Track[V]) Wrote(frame []byte) {
+	t.lastLen = len(t.keys)
+	if len(frame) > 0 && (len(t.last) == 0 || &frame[0] != &t.last[0]) {
 		t.last, t.next = frame, t.last
 	}
 }
