@@ -74,7 +74,7 @@ FUZZTIME ?= 30s
 fuzz:
 	@set -e; for target in $$($(GO) test -list '^Fuzz' ./fuzz | grep '^Fuzz'); do \
 		echo "== $$target"; \
-		$(GO) test -run '^$$' -fuzz "^$$target$$" -fuzztime $(FUZZTIME) ./fuzz; \
+		$(GO) test -run '^$$' -fuzz "^$$target$$" -fuzztime $(FUZZTIME) -fuzzminimizetime 5s ./fuzz; \
 	done
 
 # A simulated relay with a live dashboard at http://127.0.0.1:8080, until

@@ -192,6 +192,8 @@ mount -t proc proc /proc
 mount -t sysfs sys /sys
 mount -t devtmpfs dev /dev
 mount -t tmpfs tmp /tmp
+# Loopback, for the tests that serve HTTP on 127.0.0.1.
+ip link set lo up
 . /harness.env
 echo "@@ CPU $(grep -m1 '^Features' /proc/cpuinfo)"
 failed=0

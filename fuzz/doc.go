@@ -15,6 +15,11 @@
 //     framing, against the documented rules.
 //   - FuzzDecodeFrame, FuzzAggregator: the consumer's decoder against
 //     encoding/json, and its aggregator's totals, which never go down.
+//   - FuzzCompressedTrackHostile, FuzzCompressedTrackOracle: the
+//     consumer's compressed-track reader on hostile group and index
+//     sequences and frame bytes, and on compressed value sequences (failed,
+//     lost, mutated and corrupted frames) against encoding/json and an RFC
+//     7396 merge.
 //   - FuzzZframeDecoder, FuzzZframeRoundTrip: the compressed tracks'
 //     inflater on hostile frames against compress/flate, within its size
 //     cap, and the writer's groups decoded back exactly.
