@@ -246,23 +246,6 @@ func benchFrame(n int) []byte {
 	return []byte(b.String())
 }
 
-// stdTraffic is the typed shape encoding/json decodes into for the
-// baseline (it checks neither duplicates nor nulls).
-type stdTraffic struct {
-	Announced           uint64 `json:"announced"`
-	AnnouncedClosed     uint64 `json:"announced_closed"`
-	AnnouncedBytes      uint64 `json:"announced_bytes"`
-	Broadcasts          uint64 `json:"broadcasts"`
-	BroadcastsClosed    uint64 `json:"broadcasts_closed"`
-	Subscriptions       uint64 `json:"subscriptions"`
-	SubscriptionsClosed uint64 `json:"subscriptions_closed"`
-	Fetches             uint64 `json:"fetches"`
-	Bytes               uint64 `json:"bytes"`
-	Frames              uint64 `json:"frames"`
-	Groups              uint64 `json:"groups"`
-	Datagrams           uint64 `json:"datagrams"`
-}
-
 var sinkFrame TrafficFrame
 
 func BenchmarkDecodeTraffic(b *testing.B) {
@@ -283,7 +266,7 @@ func BenchmarkDecodeTraffic(b *testing.B) {
 			b.SetBytes(int64(len(frame)))
 			b.ReportAllocs()
 			for b.Loop() {
-				var m map[string]stdTraffic
+				var m map[string]wiretest.SnapshotAll // encoding/json: checks neither duplicates nor nulls
 				if err := json.Unmarshal(frame, &m); err != nil {
 					b.Fatal(err)
 				}
