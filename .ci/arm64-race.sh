@@ -171,11 +171,13 @@ build() {
 # its tests run in the guest, so tests that read them work.
 copy_package_dir() {
 	local dst=$work/root/src/$2
-	[[ -d $dst ]] && return
+	# A marker, not the directory: the root package's is src itself, which
+	# exists before anything is copied into it.
+	[[ -e $dst/.copied ]] && return
 	mkdir -p "$dst"
 	find "$1" -maxdepth 1 -type f -exec cp -t "$dst" {} +
 	[[ -d $1/testdata ]] && cp -r "$1/testdata" "$dst/"
-	return 0
+	touch "$dst/.copied"
 }
 
 # --- the guest ----------------------------------------------------------------
