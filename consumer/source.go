@@ -1,6 +1,7 @@
 package consumer
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -197,18 +198,7 @@ func (f *feed) end(at time.Time) {
 }
 
 func cmpPos(a, b [2]uint64) int {
-	switch {
-	case a[0] != b[0]:
-		if a[0] < b[0] {
-			return -1
-		}
-		return 1
-	case a[1] < b[1]:
-		return -1
-	case a[1] > b[1]:
-		return 1
-	}
-	return 0
+	return cmp.Or(cmp.Compare(a[0], b[0]), cmp.Compare(a[1], b[1]))
 }
 
 // Origin is a moqstats.Origin that feeds an Aggregator with every frame a

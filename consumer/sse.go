@@ -3,6 +3,7 @@ package consumer
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/base64"
 	"encoding/json"
@@ -470,18 +471,7 @@ func parseEventID(id string) ([2]int64, bool) {
 }
 
 func cmpID(a, b [2]int64) int {
-	switch {
-	case a[0] != b[0]:
-		if a[0] < b[0] {
-			return -1
-		}
-		return 1
-	case a[1] < b[1]:
-		return -1
-	case a[1] > b[1]:
-		return 1
-	}
-	return 0
+	return cmp.Or(cmp.Compare(a[0], b[0]), cmp.Compare(a[1], b[1]))
 }
 
 // event is one Server-Sent Event.

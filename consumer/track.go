@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/moqstats/moqstats"
+	"github.com/moqstats/moqstats/internal/moqpath"
 )
 
 // Kind is what a track carries.
@@ -137,8 +138,8 @@ func NodeName(prefix, path string) (node string, ok bool) {
 	if prefix == "" {
 		prefix = moqstats.DefaultPrefix
 	}
-	root := normalize(prefix) + "/node"
-	p := normalize(path)
+	root := moqpath.Normalize(prefix) + "/node"
+	p := moqpath.Normalize(path)
 	if p == root {
 		return "", true
 	}
@@ -146,20 +147,4 @@ func NodeName(prefix, path string) (node string, ok bool) {
 		return rest, true
 	}
 	return "", false
-}
-
-// normalize trims leading and trailing '/' and collapses runs of '/', as
-// producers normalize paths.
-func normalize(p string) string {
-	var b strings.Builder
-	for seg := range strings.SplitSeq(p, "/") {
-		if seg == "" {
-			continue
-		}
-		if b.Len() > 0 {
-			b.WriteByte('/')
-		}
-		b.WriteString(seg)
-	}
-	return b.String()
 }

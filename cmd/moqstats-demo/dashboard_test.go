@@ -22,6 +22,7 @@ import (
 
 	"github.com/moqstats/moqstats"
 	"github.com/moqstats/moqstats/httpstats"
+	"github.com/moqstats/moqstats/internal/promtest"
 )
 
 // screenshotEnv names a file, relative to the repository's root, that
@@ -45,7 +46,7 @@ type browser struct {
 
 	mu       sync.Mutex
 	requests []string
-	output   lockedBuffer
+	output   promtest.LockedBuffer
 }
 
 // startBrowser launches Debian's Chromium with a fresh profile, with

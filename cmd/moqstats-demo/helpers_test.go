@@ -19,34 +19,17 @@ import (
 	"time"
 
 	"github.com/moqstats/moqstats"
+	"github.com/moqstats/moqstats/internal/promtest"
 )
 
 // hangGuard bounds waits that only guard against hangs: generous, since
 // the machines tests run on are shared and the race detector is slow.
 const hangGuard = 2 * time.Minute
 
-// lockedBuffer collects output written from several goroutines.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // demo is the demo running in this process on a loopback port.
 type demo struct {
 	base   string // http://127.0.0.1:port
-	out    *lockedBuffer
+	out    *promtest.LockedBuffer
 	cancel context.CancelFunc
 	done   chan error
 }
@@ -60,7 +43,7 @@ func startDemo(t *testing.T, o options) *demo {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	d := &demo{base: "http://" + ln.Addr().String(), out: &lockedBuffer{}, cancel: cancel, done: make(chan error, 1)}
+	d := &demo{base: "http://" + ln.Addr().String(), out: &promtest.LockedBuffer{}, cancel: cancel, done: make(chan error, 1)}
 	go func() { d.done <- run(ctx, o, ln, d.out) }()
 	t.Cleanup(func() {
 		cancel()

@@ -33,7 +33,7 @@ const HangGuard = 2 * time.Minute
 // Server is a running Prometheus server.
 type Server struct {
 	addr   string
-	out    lockedBuffer
+	out    LockedBuffer
 	exited chan error
 }
 
@@ -155,19 +155,20 @@ func (s *Server) WaitFor(t testing.TB, q string, want float64) {
 	}
 }
 
-// lockedBuffer collects the server's output for failure messages.
-type lockedBuffer struct {
+// LockedBuffer collects output written from several goroutines: a
+// server's, for failure messages.
+type LockedBuffer struct {
 	mu sync.Mutex
 	b  bytes.Buffer
 }
 
-func (l *lockedBuffer) Write(p []byte) (int, error) {
+func (l *LockedBuffer) Write(p []byte) (int, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.b.Write(p)
 }
 
-func (l *lockedBuffer) String() string {
+func (l *LockedBuffer) String() string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.b.String()
