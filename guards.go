@@ -3,6 +3,7 @@ package moqstats
 import (
 	"runtime"
 	"sync/atomic"
+	"unsafe"
 
 	"github.com/moqstats/moqstats/counters"
 	"github.com/moqstats/moqstats/shard"
@@ -126,9 +127,18 @@ type TrackGuard struct {
 	// lane is where bumps land; detached (nil cell) once closed, which
 	// is what drops later bumps and makes Close idempotent.
 	lane    shard.Lane
-	sl      *slot           // its entry pinned until Close
-	cleanup runtime.Cleanup // zero without the leak check
-	fetch   bool            // a fetch: no subscription to close
+	sl      *slot // its entry pinned until Close
+	fetch   bool  // a fetch: no subscription to close
+	checked bool  // allocated as a checkedTrackGuard
+}
+
+// checkedTrackGuard is a TrackGuard with the leak check's cleanup handle.
+// The handle is kept out of TrackGuard so that with the check off a guard
+// stays in the 24-byte size class rather than 48: guard churn is mostly
+// allocation and the garbage collection it causes.
+type checkedTrackGuard struct {
+	TrackGuard // first: a *TrackGuard of a checked guard points here
+	cleanup    runtime.Cleanup
 }
 
 // trackLeak is what a dropped TrackGuard's cleanup closes: the cell its
@@ -147,7 +157,14 @@ type trackLeak struct {
 // subscriptions there, so a busy broadcast's guards open and close without
 // sharing a cache line (package registry: pin first, then check).
 func openTrack(s *Stats, sl *slot, fetch bool) *TrackGuard {
-	t := &TrackGuard{sl: sl, fetch: fetch}
+	var t *TrackGuard
+	var c *checkedTrackGuard
+	if s.leakCheck {
+		c = &checkedTrackGuard{TrackGuard: TrackGuard{sl: sl, fetch: fetch, checked: true}}
+		t = &c.TrackGuard
+	} else {
+		t = &TrackGuard{sl: sl, fetch: fetch}
+	}
 	cell := sl.Attach(&t.lane)
 	if !pinOn(&t.lane, counters.Pins, &sl.entry.State) {
 		sl.Detach(&t.lane)
@@ -158,8 +175,8 @@ func openTrack(s *Stats, sl *slot, fetch bool) *TrackGuard {
 	} else {
 		t.lane.Add(counters.Subscriptions, 1)
 	}
-	if s.leakCheck {
-		t.cleanup = runtime.AddCleanup(t, reclaimTrack, trackLeak{s, sl, cell, fetch})
+	if c != nil {
+		c.cleanup = runtime.AddCleanup(c, reclaimTrack, trackLeak{s, sl, cell, fetch})
 	}
 	return t
 }
@@ -217,7 +234,10 @@ func (t *TrackGuard) Close() {
 	if t == nil {
 		return
 	}
-	t.cleanup.Stop()
+	if t.checked {
+		// t is the first field of a checkedTrackGuard allocation.
+		(*checkedTrackGuard)(unsafe.Pointer(t)).cleanup.Stop()
+	}
 	if cell := t.sl.Detach(&t.lane); cell != nil {
 		if !t.fetch {
 			cell[counters.SubscriptionsClosed].Add(1)

@@ -4,6 +4,7 @@ import (
 	"runtime"
 	"sync/atomic"
 	"testing"
+	"weak"
 )
 
 // What the leak check can cost at best: the runtime mechanisms for noticing
@@ -21,6 +22,9 @@ import (
 //   - finalizer: SetFinalizer at open and SetFinalizer(nil) at Close. No
 //     extra allocation, but a finalizer resurrects the guard, runs on one
 //     goroutine, and cannot be stopped without the same lock.
+//   - weak: weak.Make at open and nothing at Close, for a pass that would
+//     poll every open guard's weak pointer. Making the handle costs more
+//     than add-stop before any polling, as the collector must clear it.
 //
 // Run with -cpu 1,2: the specials lock is shared by every P.
 func BenchmarkLeakCheckMechanisms(b *testing.B) {
@@ -65,6 +69,18 @@ func BenchmarkLeakCheckMechanisms(b *testing.B) {
 			}
 		})
 		runtime.GC() // the cleanups run, and count, inside the benchmark
+	})
+	b.Run("weak", func(b *testing.B) {
+		b.ReportAllocs()
+		var wsink atomic.Pointer[weak.Pointer[guard]]
+		b.RunParallel(func(pb *testing.PB) {
+			for pb.Next() {
+				g := &guard{sl: &x}
+				w := weak.Make(g)
+				wsink.Store(&w)
+				sink.Store(g)
+			}
+		})
 	})
 	b.Run("finalizer", func(b *testing.B) {
 		b.ReportAllocs()

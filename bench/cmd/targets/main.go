@@ -182,7 +182,7 @@ func main() {
 		}
 	}
 	for _, p := range []int{1, 2} {
-		for _, m := range []string{"add-stop", "add-run", "finalizer"} {
+		for _, m := range []string{"add-stop", "add-run", "finalizer", "weak"} {
 			report("9", fmt.Sprintf("leak check mechanism alone, -cpu %d: %s / allocation", p, m), withProcs("LeakCheckMechanisms/"+m, p), withProcs("LeakCheckMechanisms/alloc", p), "ns/op")
 		}
 	}
