@@ -1,11 +1,13 @@
 package moqstats_test
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"math/rand/v2"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -411,5 +413,149 @@ func TestFailedCompressedWriteKeepsTheFinalCountForTheResync(t *testing.T) {
 	z.drain()
 	if !reflect.DeepEqual(z.value, map[string]any{}) {
 		t.Fatalf("the compressed track once k's final count is out everywhere = %v, want {}", z.value)
+	}
+}
+
+// plainSide is one of two Stats driven through the same random traffic by
+// TestCompressedLeavesPlainTracksByteExact, recording every plain frame it
+// tries to write.
+type plainSide struct {
+	s       *moqstats.Stats
+	tracks  []*moqstats.TrackGuard
+	closers []func()
+	frames  map[string][][]byte
+	// failPlain fails writes on plain tracks; failZ on compressed ones.
+	failPlain, failZ bool
+}
+
+func newPlainSide(t *testing.T, compressed, newer bool) *plainSide {
+	o := memorigin.New()
+	s, err := moqstats.New(moqstats.Config{Origin: o, Interval: time.Hour, Compressed: compressed, DeltaRatio: 1, NewerCounters: newer})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &plainSide{s: s, frames: map[string][][]byte{}}
+	b, _ := o.Lookup(s.Path())
+	b.SetWriteHook(func(track string, frame []byte) error {
+		if strings.HasSuffix(track, moqstats.CompressedSuffix) {
+			if p.failZ {
+				return errors.New("injected")
+			}
+			return nil
+		}
+		p.frames[track] = append(p.frames[track], append([]byte(nil), frame...))
+		if p.failPlain {
+			return errors.New("injected")
+		}
+		return nil
+	})
+	return p
+}
+
+// TestCompressedLeavesPlainTracksByteExact drives a Stats with compressed
+// siblings and one without through the same random traffic, passes and
+// failed plain writes, with the compressed one's siblings failing too in
+// some of those passes: every plain frame either tries to write is the
+// same, byte for byte, through Close. (A sibling failing alone keeps a
+// collected key in the next plain frame too, with the same values, so the
+// resync snapshot carries it: TestFailedCompressedWriteKeepsTheFinalCountForTheResync.)
+func TestCompressedLeavesPlainTracksByteExact(t *testing.T) {
+	paths := []string{"a", "b/c", "live/x", "\xff", "q\"uote", "n\n"}
+	for _, newer := range []bool{false, true} {
+		for seed := range uint64(4) {
+			t.Run(fmt.Sprintf("newer=%v/seed=%d", newer, seed), func(t *testing.T) {
+				plain, comp := newPlainSide(t, false, newer), newPlainSide(t, true, newer)
+				sides := []*plainSide{plain, comp}
+				r := rand.New(rand.NewPCG(seed, 99))
+				for range 3000 {
+					tier := moqstats.Tier(r.IntN(2))
+					path := paths[r.IntN(len(paths))]
+					switch op := r.IntN(20); {
+					case op < 3:
+						pub := r.IntN(2) == 0
+						for _, p := range sides {
+							open := p.s.Tier(tier).Broadcast(path).Subscriber
+							if pub {
+								open = p.s.Tier(tier).Broadcast(path).Publisher
+							}
+							p.closers = append(p.closers, open().Close)
+						}
+					case op < 6:
+						fetch := r.IntN(4) == 0
+						for _, p := range sides {
+							open := p.s.Tier(tier).Broadcast(path).PublisherTrack
+							if fetch {
+								open = p.s.Tier(tier).Broadcast(path).SubscriberFetch
+							}
+							p.tracks = append(p.tracks, open("v"))
+						}
+					case op < 12 && len(plain.tracks) > 0:
+						i, n := r.IntN(len(plain.tracks)), uint64(r.IntN(5000))
+						kind := r.IntN(4)
+						for _, p := range sides {
+							switch g := p.tracks[i]; kind {
+							case 0:
+								g.Bytes(n)
+							case 1:
+								g.Frame()
+							case 2:
+								g.Group()
+							default:
+								g.Datagram(n)
+							}
+						}
+					case op < 14 && len(plain.tracks) > 0:
+						i := r.IntN(len(plain.tracks))
+						for _, p := range sides {
+							p.tracks[i].Close()
+							p.tracks = slices.Delete(p.tracks, i, i+1)
+						}
+					case op < 15 && len(plain.closers) > 0:
+						i := r.IntN(len(plain.closers))
+						for _, p := range sides {
+							p.closers[i]()
+							p.closers = slices.Delete(p.closers, i, i+1)
+						}
+					case op < 16:
+						for _, p := range sides {
+							p.closers = append(p.closers, p.s.Tier(tier).Session(path).Close)
+						}
+					default:
+						failPlain := r.IntN(8) == 0
+						failZ := failPlain && r.IntN(2) == 0
+						for _, p := range sides {
+							p.failPlain, p.failZ = failPlain, failZ
+							p.s.Flush()
+						}
+					}
+				}
+				for _, p := range sides {
+					p.failPlain, p.failZ = false, false
+					for _, g := range p.tracks {
+						g.Close()
+					}
+					for _, c := range p.closers {
+						c()
+					}
+					if err := p.s.Close(); err != nil {
+						t.Fatal(err)
+					}
+				}
+				for _, name := range moqstats.Tracks() {
+					a, b := plain.frames[name], comp.frames[name]
+					if len(a) < 10 {
+						t.Fatalf("%s: %d frames, want a run that writes some", name, len(a))
+					}
+					for i := range min(len(a), len(b)) {
+						if !bytes.Equal(a[i], b[i]) {
+							t.Fatalf("%s frame %d:\nwithout compression %s\nwith compression    %s", name, i, a[i], b[i])
+						}
+					}
+					if len(a) != len(b) {
+						t.Fatalf("%s: %d plain frames without compression, %d with; the last without: %s", name, len(a), len(b), a[len(a)-1])
+					}
+				}
+			})
+		}
 	}
 }

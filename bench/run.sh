@@ -34,6 +34,7 @@ for i in $(seq "$COUNT"); do
 	run bench.test procpin.txt -test.bench '^BenchmarkLeakCheckMechanisms$' -test.cpu 1,2 -test.benchtime "$BENCHTIME"
 	run bench.test procpin.txt -test.bench '^Benchmark(Flush|Encode)$' -test.cpu 2 -test.benchtime 20x
 	run bench.test procpin.txt -test.bench '^BenchmarkWire$' -test.cpu 2 -test.benchtime 300x
+	run bench.test procpin.txt -test.bench '^BenchmarkCompressor$' -test.cpu 2 -test.benchtime 5x
 done
 
 benchstat() { go run golang.org/x/perf/cmd/benchstat "$@"; }
