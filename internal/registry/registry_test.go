@@ -2,6 +2,7 @@ package registry
 
 import (
 	"fmt"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -504,5 +505,61 @@ func TestPinRacingCollectNeverLosesAHit(t *testing.T) {
 				t.Fatalf("Held %d with every entry forgotten and %d retained", m.Held(), m.Kept())
 			}
 		})
+	}
+}
+
+// TestPinAndCollectAtOnceNeverBothWin runs invariant 1's two sides at the
+// same instant, many times: a guard counting a pin and completing it, and
+// the collector storing dying and reading the pins. Under sequential
+// consistency at most one wins. This is the store-buffering shape, the one
+// reordering x86-TSO allows, and on an x86 host qemu's TCG lets an arm64
+// guest's load pass its earlier store-release too, which arm64 hardware
+// forbids; so this test fails in emulation when the collector's dying is a
+// plain atomic store, and catches it in a few thousand tries.
+func TestPinAndCollectAtOnceNeverBothWin(t *testing.T) {
+	if runtime.GOMAXPROCS(0) < 2 {
+		t.Skip("needs two Ps running at once")
+	}
+	trials := 20000
+	if testing.Short() {
+		trials = 2000
+	}
+	m := newMap(Config[val, uint64]{})
+	var ready atomic.Int64 // both sides of trial i arrived when it reaches 2*(i+1)
+	pinnedIt := make([]bool, trials)
+	entries := make([]*Entry[val], trials)
+	for i := range entries {
+		entries[i] = m.Lookup(strconv.Itoa(i))
+	}
+	m.Merge()
+	arrive := func(i int) {
+		ready.Add(1)
+		for spins := 0; ready.Load() < int64(2*(i+1)); spins++ {
+			if spins > 1000 {
+				runtime.Gosched() // the other side may be waiting for this P
+			}
+		}
+	}
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		for i, e := range entries {
+			arrive(i)
+			pinnedIt[i] = count(e)
+		}
+	})
+	collected := make([]bool, trials)
+	for i, e := range entries {
+		arrive(i)
+		collected[i] = m.Collect(e, pinned)
+	}
+	wg.Wait()
+	both := 0
+	for i := range trials {
+		if pinnedIt[i] && collected[i] {
+			both++
+		}
+	}
+	if both > 0 {
+		t.Fatalf("in %d of %d trials a guard pinned an entry that the collector collected", both, trials)
 	}
 }
