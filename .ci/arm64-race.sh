@@ -20,7 +20,7 @@
 # Environment, with defaults:
 #   ARM64_RACE_CPUS="max,pauth-impdef=on cortex-a72"  qemu -cpu values, one boot each
 #   ARM64_RACE_SOAK=5s         soak duration per build and CPU model (0 skips it)
-#   ARM64_RACE_BOOT_TIMEOUT=1800   seconds one boot may take before it fails
+#   ARM64_RACE_BOOT_TIMEOUT=2400   seconds one boot may take before it fails (boots took 13-25 min)
 #   ARM64_RACE_TEST_TIMEOUT=10m    -test.timeout of each test binary
 #   ARM64_RACE_MEM=2048 ARM64_RACE_SMP=2   guest memory (MiB) and CPUs
 #   ARM64_RACE_CACHE=$HOME/.cache/moqstats-arm64-race   guest kernel and busybox
@@ -40,7 +40,7 @@ case $mode in suite | selfcheck) ;; *) echo "usage: $0 [selfcheck]" >&2; exit 2 
 
 cpus=${ARM64_RACE_CPUS:-max,pauth-impdef=on cortex-a72}
 soak=${ARM64_RACE_SOAK:-5s}
-boot_timeout=${ARM64_RACE_BOOT_TIMEOUT:-1800}
+boot_timeout=${ARM64_RACE_BOOT_TIMEOUT:-2400}
 test_timeout=${ARM64_RACE_TEST_TIMEOUT:-10m}
 mem=${ARM64_RACE_MEM:-2048}
 smp=${ARM64_RACE_SMP:-2}
