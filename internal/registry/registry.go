@@ -77,15 +77,15 @@
 //
 // Emulation differs from hardware here, in the weaker direction. qemu's
 // TCG gives an arm64 guest its host's memory ordering, and on an x86 host
-// it lets a load pass an earlier store-release (x86-TSO's one
-// reordering), which arm64 forbids between STLR and LDAR: in the guest, Go's
-// atomic Store followed by a Load of another variable is not sequentially
+// it lets a load pass an earlier store-release (x86-TSO's one reordering),
+// which arm64 forbids between STLR and LDAR: in the guest, Go's atomic
+// Store followed by a Load of another variable is not sequentially
 // consistent. Read-modify-writes run as locked host instructions and stay
 // fully ordered. So the collector's dying is a Swap, not a Store: equally
 // correct on hardware, where both are sequentially consistent, and correct
 // in emulation, where TestPinAndCollectAtOnceNeverBothWin, run with a
-// Store, failed in 4 to 3,471 of its 20,000 trials. The guard's side is an add, a
-// read-modify-write already. Beyond that, emulation shows only the
+// Store, failed in 4 to 3,471 of its 20,000 trials. The guard's side is an
+// add, a read-modify-write already. Beyond that, emulation shows only the
 // interleavings that happened to occur, which is why the argument above is
 // made from the Go memory model.
 //
