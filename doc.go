@@ -117,8 +117,9 @@
 // (1,024 bytes by default) and a new key past Config.MaxEntries (65,536
 // broadcasts held, live or retained, and as many roots per tier) are
 // folded into OverflowKey, so totals stay exact while memory and frames
-// stay bounded; retained keys are evicted, oldest first, before anything
-// is folded. Folds are counted in Stats.Overflowed and logged. The README
+// stay bounded: a frame holds at most MaxEntries keys plus OverflowKey.
+// Retained keys are evicted, oldest first, before anything is folded, but
+// never one whose key is live again. Folds are counted in Stats.Overflowed and logged. The README
 // lists every kind of bad input and what it gets.
 //
 // # Disabled stats

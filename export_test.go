@@ -61,6 +61,25 @@ func SetHookPublish(f func(key string)) (restore func()) {
 	return func() { registry.SetTestHookPublish(nil) }
 }
 
+// SetHookForget installs f to run in a pass as it starts forgetting a
+// settled entry (broadcast or session root), before the registry lets go
+// of it.
+func SetHookForget(f func(key string)) (restore func()) {
+	registry.SetTestHookForget(f)
+	return func() { registry.SetTestHookForget(nil) }
+}
+
+// SetHookEvicted installs f to see every retained broadcast key (sessions
+// false) or session root of tier External (sessions true) evicted or
+// expired. Call it before any key can be retained.
+func SetHookEvicted(s *Stats, sessions bool, f func(key string)) {
+	if sessions {
+		s.sessions[External].SetTestHookDropped(f)
+		return
+	}
+	s.broadcasts.SetTestHookDropped(f)
+}
+
 // SessionRaw reads root's live session gauge on tier t.
 func SessionRaw(s *Stats, t Tier, root string) (snap counters.SessionSnapshot, ok bool) {
 	e, ok := s.sessions[t].Get(moqpath.Normalize(root))

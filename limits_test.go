@@ -4,13 +4,16 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"runtime"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/moqstats/moqstats"
+	"github.com/moqstats/moqstats/memorigin"
 )
 
 // A flood of 1,000 paths under a cap of 100, plus a 1 MiB path: frames
@@ -199,5 +202,87 @@ func TestGOMAXPROCSChangingMidRunKeepsCountsExact(t *testing.T) {
 	const n = workers * rounds
 	if want := (Snapshot{Announced: 1, AnnouncedClosed: 1, Subscriptions: n, SubscriptionsClosed: n, Bytes: 10 * n, Frames: n, Groups: n}); got != want {
 		t.Fatalf("hot = %+v, want %+v", got, want)
+	}
+}
+
+// Keys churning through collection, retention and eviction at every tick,
+// at a small cap: no frame ever holds more than MaxEntries keys plus the
+// overflow key, and the registry never holds more than MaxEntries keys,
+// not at any instant and not after Close. A successor created while its
+// predecessor is being forgotten must take over the predecessor's hold,
+// never add one past the cap.
+func TestCapHoldsWhileKeysChurnThroughCollection(t *testing.T) {
+	const maxEntries = 8
+	d := time.Second
+	if testing.Short() {
+		d = 250 * time.Millisecond
+	}
+	for _, retention := range []time.Duration{0, moqstats.NoRetention} {
+		for _, sessions := range []bool{false, true} {
+			t.Run(fmt.Sprintf("retention=%v/sessions=%v", retention, sessions), func(t *testing.T) {
+				o := memorigin.New()
+				s, err := moqstats.New(moqstats.Config{Origin: o, Interval: 200 * time.Microsecond, MaxEntries: maxEntries, Retention: retention,
+					Logger: slog.New(slog.DiscardHandler)})
+				if err != nil {
+					t.Fatal(err)
+				}
+				track := moqstats.TrackPublisher
+				held := moqstats.Held
+				if sessions {
+					track = moqstats.TrackSessions
+					held = func(s *moqstats.Stats) int { return moqstats.SessionsHeld(s, moqstats.External) }
+				}
+				all := frames[map[string]uint64](t, o, s, track)
+				h := s.Tier(moqstats.External)
+				deadline := time.Now().Add(d)
+				var maxHeld atomic.Int64
+				var wg sync.WaitGroup
+				for w := range 4 {
+					wg.Go(func() {
+						r := rand.New(rand.NewPCG(uint64(w), 15))
+						for time.Now().Before(deadline) {
+							key := fmt.Sprint("k", r.IntN(64))
+							if sessions {
+								h.Session(key).Close()
+							} else {
+								tr := h.Broadcast(key).PublisherTrack("v")
+								tr.Bytes(1)
+								tr.Close()
+							}
+						}
+					})
+				}
+				wg.Go(func() { // samples the count the cap applies to
+					for time.Now().Before(deadline) {
+						if n := int64(held(s)); n > maxHeld.Load() {
+							maxHeld.Store(n)
+						}
+					}
+				})
+				most := 0
+				for time.Now().Before(deadline) {
+					for _, f := range all() {
+						most = max(most, len(f))
+					}
+					time.Sleep(time.Millisecond)
+				}
+				wg.Wait()
+				if err := s.Close(); err != nil {
+					t.Fatal(err)
+				}
+				for _, f := range all() {
+					most = max(most, len(f))
+				}
+				if most > maxEntries+1 {
+					t.Errorf("a frame held %d keys, want at most MaxEntries+1 = %d", most, maxEntries+1)
+				}
+				if n := maxHeld.Load(); n > maxEntries {
+					t.Errorf("%d keys held at once, want at most MaxEntries = %d", n, maxEntries)
+				}
+				if n := held(s); n > maxEntries {
+					t.Errorf("%d keys held after Close, want at most MaxEntries = %d", n, maxEntries)
+				}
+			})
+		}
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -243,5 +244,82 @@ func TestRecreatedKeyContinuesTheNewerCountersToo(t *testing.T) {
 	want := wiretest.SnapshotAll{Announced: 2, AnnouncedClosed: 1, AnnouncedBytes: 3, Subscriptions: 1, SubscriptionsClosed: 1, Fetches: 1, Bytes: 10, Frames: 1, Groups: 1, Datagrams: 1}
 	if got != want {
 		t.Fatalf("k = %+v, want %+v", got, want)
+	}
+}
+
+// A key live again never loses its retained counts to eviction. Here a
+// guard opens on "a" while the pass that collected it is forgetting it
+// (after its final frame, before the registry lets go of it), and a new key
+// then arrives at the cap, which evicts the oldest retained entry that
+// nothing claims. "a"'s retained counts are claimed by the guard's entry,
+// so they must survive: frames show 100 and then 105, never 5. The same
+// for a session root.
+func TestRetainedCountsOfAKeyLiveAgainAreNeverEvicted(t *testing.T) {
+	for _, sessions := range []bool{false, true} {
+		t.Run(fmt.Sprintf("sessions=%v", sessions), func(t *testing.T) {
+			s, o := setupConfig(t, moqstats.Config{Interval: time.Hour, MaxEntries: 2})
+			h := s.Tier(moqstats.External)
+			track := moqstats.TrackPublisher
+			if sessions {
+				track = moqstats.TrackSessions
+			}
+			all := frames[map[string]uint64](t, o, s, track)
+			field := "bytes"
+			// open opens a guard on key and returns its bump and its close.
+			open := func(key string) (bump func(uint64), close func()) {
+				if sessions {
+					g := h.Session(key)
+					return func(uint64) {}, g.Close
+				}
+				tr := h.Broadcast(key).PublisherTrack("v")
+				return tr.Bytes, tr.Close
+			}
+			want := []uint64{100, 105}
+			if sessions {
+				field = "sessions"
+				want = []uint64{1, 2}
+			}
+			bump, closeA := open("a")
+			bump(100)
+			closeA()
+			var again func(uint64)
+			var closeAgain func()
+			var once sync.Once
+			restore := moqstats.SetHookForget(func(key string) {
+				if key != "a" {
+					return
+				}
+				once.Do(func() {
+					done := make(chan struct{})
+					go func() { // a relay goroutine, while the pass forgets "a"
+						defer close(done)
+						again, closeAgain = open("a")
+					}()
+					<-done
+				})
+			})
+			flush(t, s) // writes a's final counts, then forgets it
+			restore()
+			if again == nil {
+				t.Fatal("the pass never forgot a")
+			}
+			_, closeB := open("b") // at the cap: evicts whatever retained entry nothing claims
+			defer closeB()
+			again(5)
+			closeAgain()
+			flush(t, s)
+			var got []uint64
+			for _, f := range all() {
+				if v, ok := f["a"]; ok && (len(got) == 0 || got[len(got)-1] != v[field]) {
+					got = append(got, v[field])
+				}
+			}
+			if !slices.Equal(got, want) {
+				t.Fatalf("a.%s across frames: %v, want %v (the retained counts continued)", field, got, want)
+			}
+			if n := moqstats.Held(s) + moqstats.SessionsHeld(s, moqstats.External); n > 2 {
+				t.Fatalf("%d keys held, want at most MaxEntries = 2", n)
+			}
+		})
 	}
 }

@@ -51,13 +51,22 @@
 //     (its final counts) under its key until the window ends; a successor
 //     merged within it continues from them, so a key's counters never go
 //     back while it is retained. Nothing bumped is lost either way.
-//  6. Entries held (live, dead awaiting their final frame, and retained)
-//     never exceed MaxEntries, apart from the overflow entry and, until
-//     the next pass, successors of keys still held (a dead predecessor or a
-//     retained entry of the same key, which the successor replaces). A new
-//     key at the cap first evicts the oldest retained entry; with none left
-//     it is folded into the overflow entry, which is never collected, so
-//     totals over all keys stay exact.
+//  6. Keys held (by a live entry, a dead one awaiting its final frame, or
+//     a retained entry) never exceed MaxEntries, the overflow entry apart.
+//     A hold belongs to the key, not to an entry: a successor takes over
+//     the hold of its dead predecessor or of the retained entry it claims,
+//     and only a key held by nothing reserves a new one, the one place the
+//     count grows, against the cap. So a frame, which shows only rows, holds
+//     at most MaxEntries keys plus the overflow key. A new key at the cap
+//     first evicts the oldest retained entry; with none left it is folded
+//     into the overflow entry, which is never collected, so totals over all
+//     keys stay exact.
+//  7. A retained entry whose key is live again is never evicted or
+//     expired: its successor claims it when created, or, when the successor
+//     was created while the forgotten entry was still mapped, forget leaves
+//     it claimed. The successor's Merge then takes it. forget and create
+//     decide this under the key's map lock, so of "successor created" and
+//     "entry removed from the map" each sees the other's outcome.
 //
 // Merge, Collect, Retain, Expire and Rows belong to one goroutine at a time
 // (the pass, serialized by its caller); everything else is safe for
@@ -223,8 +232,10 @@ type Map[T, R any] struct {
 	m   *xsync.MapOf[string, *Entry[T]]
 	// fresh is a lock-free stack of entries created since the last Merge.
 	fresh atomic.Pointer[Entry[T]]
-	// held counts entries created and not yet forgotten, plus retained
-	// entries (invariant 6). Reserved before a new key is stored.
+	// held counts keys held: by an entry created and not yet forgotten,
+	// or by a retained entry (invariant 6). It grows only in reserve,
+	// which never takes it past MaxEntries; a successor takes over its
+	// key's hold.
 	held atomic.Int64
 	// overflow is the overflow entry once made; folded counts folds.
 	overflow atomic.Pointer[Entry[T]]
@@ -244,8 +255,23 @@ func New[T, R any](cfg Config[T, R]) *Map[T, R] {
 }
 
 // testHookPublish, when set, runs in the creating goroutine between the map
-// store that makes a new entry visible and its publication.
-var testHookPublish atomic.Pointer[func(key string)]
+// store that makes a new entry visible and its publication; testHookForget
+// runs in the pass as it starts forgetting a settled entry, before the map
+// lets go of it.
+var (
+	testHookPublish atomic.Pointer[func(key string)]
+	testHookForget  atomic.Pointer[func(key string)]
+)
+
+// SetTestHookForget installs f as the forget hook (nil removes it). For
+// tests of invariants 6 and 7 only.
+func SetTestHookForget(f func(key string)) {
+	if f == nil {
+		testHookForget.Store(nil)
+		return
+	}
+	testHookForget.Store(&f)
+}
 
 // SetTestHookPublish installs f as the creation hook (nil removes it). For
 // tests of invariant 2 only.
@@ -331,8 +357,8 @@ func (m *Map[T, R]) overflowEntry() *Entry[T] {
 
 // create maps key to a new entry, unless a live one is there, and returns
 // the entry mapped. A dead entry still mapped is replaced by its successor.
-// A new key is held only if the cap allows (invariant 6); otherwise create
-// folds it.
+// A key held by nothing is held only if the cap allows (invariant 6);
+// otherwise create folds it.
 func (m *Map[T, R]) create(key string) *Entry[T] {
 	var made *Entry[T]
 	full := false
@@ -340,11 +366,14 @@ func (m *Map[T, R]) create(key string) *Entry[T] {
 		switch {
 		case loaded && !cur.Dead():
 			return cur, false
-		case loaded || m.kept.claim(key):
-			// The key is held already, by its dead predecessor or retained:
-			// the successor takes its place (Merge or Retain drop the
-			// other), so the cap does not apply.
-			m.held.Add(1)
+		case loaded:
+			// Its dead predecessor holds the key: the successor takes the
+			// hold over, so the cap does not apply. Merge folds the
+			// predecessor into it, or forget, which runs under this lock
+			// too, leaves it what the predecessor kept (invariant 7).
+		case m.kept.claim(key):
+			// Retained: the successor takes the retained entry's hold and
+			// its counts, at Merge.
 		case !m.reserve():
 			full = true
 			return nil, true // store nothing
@@ -375,22 +404,26 @@ func (e *Entry[T]) publish() {
 	}
 }
 
-// reserve holds one more entry if the cap allows, evicting the oldest
-// retained entry when that makes room.
+// reserve holds one more key if the cap allows, evicting the oldest
+// retained entry when that makes room. It is the only place held grows,
+// and a compare-and-swap keeps it at or under the cap at every instant.
 func (m *Map[T, R]) reserve() bool {
 	if m.cfg.MaxEntries <= 0 {
 		m.held.Add(1)
 		return true
 	}
 	for {
-		if m.held.Add(1) <= int64(m.cfg.MaxEntries) {
-			return true
+		n := m.held.Load()
+		if n < int64(m.cfg.MaxEntries) {
+			if m.held.CompareAndSwap(n, n+1) {
+				return true
+			}
+			continue
 		}
-		m.held.Add(-1)
 		if !m.kept.evictOldest() {
 			return false
 		}
-		m.held.Add(-1) // the evicted entry
+		m.held.Add(-1) // the evicted entry's key
 	}
 }
 
@@ -424,17 +457,15 @@ func (m *Map[T, R]) push(e *Entry[T]) {
 	}
 }
 
-// remove deletes e's key from the map if it still maps to e.
-func (m *Map[T, R]) remove(e *Entry[T]) {
-	if cur, ok := m.m.Load(e.key); !ok || cur != e {
-		return // replaced by a successor already
+// SetTestHookDropped installs f to see the key of every retained entry
+// evicted or expired, under the retained set's mutex (nil removes it). For
+// tests only.
+func (m *Map[T, R]) SetTestHookDropped(f func(key string)) {
+	if f == nil {
+		m.kept.testDroppedKey.Store(nil)
+		return
 	}
-	m.m.Compute(e.key, func(old *Entry[T], loaded bool) (*Entry[T], bool) {
-		if loaded && old == e {
-			return nil, true // delete
-		}
-		return old, !loaded // keep what is there; store nothing if absent
-	})
+	m.kept.testDroppedKey.Store(&f)
 }
 
 // Len returns the number of entries in the map (dead ones not yet replaced
@@ -509,15 +540,15 @@ func (m *Map[T, R]) appendNew(rows []*Entry[T], e *Entry[T]) []*Entry[T] {
 		if m.cfg.Continue != nil {
 			m.cfg.Continue(e, pred, nil)
 		}
-		m.held.Add(-1) // pred is forgotten: e holds its key now
-		rows[n-1] = e
+		rows[n-1] = e // pred is forgotten; e took over its hold when created
 		return rows
 	}
 	if k := m.kept.take(e.key); k != nil {
 		if m.cfg.Continue != nil {
 			m.cfg.Continue(e, nil, &k.val)
 		}
-		m.held.Add(-1) // the retained entry, which e replaces
+		// e took over the retained entry's hold when it claimed it, or
+		// when forget found it in e's predecessor's place.
 	}
 	return append(rows, e)
 }
@@ -574,20 +605,36 @@ func (m *Map[T, R]) Retain(now time.Duration, settled func(*Entry[T]) bool) {
 	m.rows = out
 }
 
+// forget lets go of e, a dead row whose final state reached the wire: its
+// key's hold goes to what e leaves retained, or to the successor that
+// replaced e in the map meanwhile, or is given back. All of it happens
+// under the key's map lock, which create takes too, so a successor either
+// found e mapped (and took its hold) before, or finds e's retained entry,
+// or nothing, after (invariants 6 and 7).
 func (m *Map[T, R]) forget(e *Entry[T], now time.Duration) {
-	retained := false
+	var v R
+	keep := false
 	if m.cfg.Retention > 0 && m.cfg.Keep != nil {
-		if v, ok := m.cfg.Keep(e); ok {
-			// A successor created before remove below replaced e in the
-			// map and is merged by a later pass, which finds this.
-			m.kept.put(strings.Clone(e.key), v, now+m.cfg.Retention)
-			retained = true
+		v, keep = m.cfg.Keep(e)
+	}
+	if hook := testHookForget.Load(); hook != nil {
+		(*hook)(e.key)
+	}
+	m.m.Compute(e.key, func(cur *Entry[T], loaded bool) (*Entry[T], bool) {
+		succ := loaded && cur != e
+		switch {
+		case keep:
+			// Claimed when a successor holds the key already: its Merge,
+			// a later pass's, takes it, and nothing may evict it first.
+			m.kept.put(strings.Clone(e.key), v, now+m.cfg.Retention, succ)
+		case !succ:
+			m.held.Add(-1)
 		}
-	}
-	if !retained {
-		m.held.Add(-1)
-	}
-	m.remove(e)
+		if succ {
+			return cur, false // keep the successor
+		}
+		return nil, true // delete e (or store nothing)
+	})
 }
 
 // Expire drops the retained entries whose window ended by now.
@@ -613,10 +660,15 @@ type keptSet[R any] struct {
 	head, tail *kept[R]
 	// testDropped, if set, sees every entry evicted or expired.
 	testDropped func(v R)
+	// testDroppedKey, if set, sees the key of every entry evicted or
+	// expired (SetTestHookDropped).
+	testDroppedKey atomic.Pointer[func(key string)]
 }
 
-func (s *keptSet[R]) put(key string, v R, expires time.Duration) {
-	k := &kept[R]{key: key, val: v, expires: expires}
+// put retains v under key until expires; claimed puts it aside for a
+// successor already created, off the expiry list.
+func (s *keptSet[R]) put(key string, v R, expires time.Duration, claimed bool) {
+	k := &kept[R]{key: key, val: v, expires: expires, claimed: claimed}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if old := s.byKey[key]; old != nil {
@@ -625,6 +677,9 @@ func (s *keptSet[R]) put(key string, v R, expires time.Duration) {
 		panic("BUG: registry: key " + strconv.Quote(key) + " retained twice")
 	}
 	s.byKey[key] = k
+	if claimed {
+		return
+	}
 	k.prev = s.tail
 	if s.tail != nil {
 		s.tail.next = k
@@ -694,6 +749,9 @@ func (s *keptSet[R]) drop(k *kept[R]) {
 	s.unlist(k)
 	if s.testDropped != nil {
 		s.testDropped(k.val)
+	}
+	if hook := s.testDroppedKey.Load(); hook != nil {
+		(*hook)(k.key)
 	}
 }
 
