@@ -132,3 +132,8 @@ func EntryAddr(s *Stats, path string) uintptr {
 	}
 	return uintptr(unsafe.Pointer(e))
 }
+
+// TrackKey and SessionKey return the key a guard counts under: its path
+// or root, or OverflowKey when it was folded.
+func TrackKey(t *TrackGuard) string     { return t.sl.entry.Key() }
+func SessionKey(g *SessionGuard) string { return g.e.Key() }
