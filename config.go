@@ -17,6 +17,8 @@ const (
 	DefaultRetention  = 5 * time.Minute
 	DefaultMaxEntries = 65536
 	DefaultMaxPathLen = 1024
+	// DefaultCloseTimeout is how long Close retries its final pass.
+	DefaultCloseTimeout = 5 * time.Second
 )
 
 // NoRetention, as Config.Retention, turns retention off: a collected
@@ -138,6 +140,11 @@ type Config struct {
 	// moq-net's order. Off, frames are byte for byte the nine-field ones.
 	NewerCounters bool
 
+	// CloseTimeout is how long Close keeps retrying its final pass while
+	// writes fail (see Stats.Shutdown); 0 means DefaultCloseTimeout, and a
+	// negative value makes one attempt.
+	CloseTimeout time.Duration
+
 	// DisableLeakCheck turns off reclaiming guards that are dropped
 	// without Close. By default a guard that becomes unreachable while
 	// open is closed by the garbage collector (runtime.AddCleanup), counted
@@ -149,7 +156,7 @@ type Config struct {
 // ErrInvalidConfig is wrapped by every configuration error New returns.
 var ErrInvalidConfig = errors.New("moqstats: invalid config")
 
-// ErrClosed is returned by Flush after Close.
+// ErrClosed is returned by Flush after Close (or Shutdown).
 var ErrClosed = errors.New("moqstats: stats closed")
 
 // settings are a Config after defaults and normalization.
@@ -165,6 +172,8 @@ type settings struct {
 	compressed bool
 	deltaRatio int
 	newer      bool
+	// closeTimeout bounds Close's retries; negative: one attempt.
+	closeTimeout time.Duration
 }
 
 func (c *Config) settings() (settings, error) {
@@ -179,6 +188,11 @@ func (c *Config) settings() (settings, error) {
 		compressed: c.Compressed,
 		deltaRatio: c.DeltaRatio,
 		newer:      c.NewerCounters,
+
+		closeTimeout: DefaultCloseTimeout,
+	}
+	if c.CloseTimeout != 0 {
+		s.closeTimeout = c.CloseTimeout
 	}
 	if c.DeltaRatio < 0 {
 		return s, fmt.Errorf("%w: negative DeltaRatio %d", ErrInvalidConfig, c.DeltaRatio)

@@ -82,9 +82,15 @@
 // baseline frame {} on all six tracks. A goroutine then runs one pass per
 // Config.Interval; Flush runs one now. Passes never overlap. Close stops
 // the goroutine, runs a final pass, so nothing bumped before Close is lost,
-// and closes the broadcast; a concurrent Close waits for it. The broadcast
-// stays announced, with {} frames when idle, until Close. A panic in the
-// Origin is recovered and returned as an error (ErrOriginPanicked).
+// and closes the broadcast; a concurrent Close waits for it. While the
+// final pass's writes fail, Close retries it with a backoff for up to
+// Config.CloseTimeout (5 seconds by default; negative: one attempt), so a
+// transient origin failure at shutdown does not lose the final counts.
+// Shutdown(ctx) is Close bounded by a context instead, as
+// http.Server.Shutdown is: it returns the last write error once ctx is
+// done, and nothing is written after it returns. The broadcast stays
+// announced, with {} frames when idle, until Close. A panic in the Origin
+// is recovered and returned as an error (ErrOriginPanicked).
 //
 // Go has no destructors, so every guard has a Close method. Close is
 // idempotent. A guard's bumps after its Close are dropped. Every method

@@ -1,6 +1,7 @@
 package moqstats
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"time"
@@ -120,28 +121,113 @@ func (s *Stats) Flush() error {
 	return s.pass()
 }
 
-// Close stops the background passes, runs a final pass so that nothing
-// bumped before Close is lost, and closes the stats broadcast. It returns
-// the final pass's write errors and the broadcast's Close error, joined.
-// Close is idempotent: later calls wait until the first one is done and
-// return nil. Guards opened afterwards are nil; open guards stay usable,
-// but nothing they bump is published.
+// Close is Shutdown with a context that ends after Config.CloseTimeout
+// (DefaultCloseTimeout unless set): it stops the background passes, runs
+// the final pass, retrying it while writes fail, so nothing bumped before
+// Close is lost, and closes the stats broadcast. With a negative
+// CloseTimeout it makes one attempt. It returns the final pass's last
+// write errors and the broadcast's Close error, joined. Close is
+// idempotent: later calls wait until the first one is done and return nil.
+// Guards opened afterwards are nil; open guards stay usable, but nothing
+// they bump is published.
 func (s *Stats) Close() error {
 	if s == nil || s.bc == nil {
 		return nil
 	}
-	if !s.closed.CompareAndSwap(false, true) {
-		<-s.final
+	if s.closeTimeout < 0 {
+		return s.shutdown(nil)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), s.closeTimeout)
+	defer cancel()
+	return s.shutdown(ctx)
+}
+
+// Shutdown closes the Stats the way http.Server.Shutdown closes a server:
+// it stops new guards and the background passes at once, then runs the
+// final pass, and while any track's write fails it retries the pass, after
+// a backoff that starts at 10ms and doubles up to a second, until every
+// track's final frame (and its compressed sibling's) is written or ctx is
+// done. Then it closes the stats broadcast; nothing is written after
+// Shutdown returns. Its first attempt runs even when ctx is done already.
+//
+// It returns nil when the final frames were written, and otherwise, once
+// ctx is done, an error wrapping both the last attempt's write errors and
+// ctx's cause (context.Canceled, say); the broadcast's Close error is
+// joined to either. A transient origin failure at shutdown thus delays the
+// final counts and loses nothing, given the time. Like Close, Shutdown is
+// idempotent: a later call waits until the first one is done, or until its
+// own ctx is, and returns nil, or ctx's error.
+func (s *Stats) Shutdown(ctx context.Context) error {
+	if s == nil || s.bc == nil {
 		return nil
+	}
+	return s.shutdown(ctx)
+}
+
+// Backoff between attempts of the final pass (Shutdown).
+const (
+	finalRetryFirst = 10 * time.Millisecond
+	finalRetryMax   = time.Second
+)
+
+// shutdown closes s, retrying the final pass until ctx is done; a nil ctx
+// means one attempt.
+func (s *Stats) shutdown(ctx context.Context) error {
+	if !s.closed.CompareAndSwap(false, true) {
+		if ctx == nil {
+			<-s.final
+			return nil
+		}
+		select {
+		case <-s.final:
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		}
 	}
 	defer close(s.final)
 	close(s.stop)
 	<-s.done
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	err := s.pass()
-	s.finished = true
+	err := s.finalPass(ctx)
 	return errors.Join(err, closeBroadcast(s.bc, s.path))
+}
+
+// finalPass runs passes until one writes every track, or ctx is done (nil:
+// once), and marks s finished: under s.mu, so that no Flush writes after.
+func (s *Stats) finalPass(ctx context.Context) error {
+	wait := finalRetryFirst
+	for {
+		s.mu.Lock()
+		err := s.pass()
+		if err == nil || ctx == nil || ctx.Err() != nil {
+			s.finished = true
+			s.mu.Unlock()
+			return s.gaveUp(ctx, err)
+		}
+		s.mu.Unlock()
+		if ok, suppressed := s.passLog.allow(); ok {
+			s.log.Warn("moqstats: final pass failed; retrying", "path", s.path, "err", err, "retry_in", wait, "suppressed", suppressed)
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			s.mu.Lock()
+			s.finished = true
+			s.mu.Unlock()
+			return s.gaveUp(ctx, err)
+		}
+		wait = min(2*wait, finalRetryMax)
+	}
+}
+
+// gaveUp returns the error of a final pass that ended with err.
+func (s *Stats) gaveUp(ctx context.Context, err error) error {
+	if err == nil || ctx == nil {
+		return err
+	}
+	return fmt.Errorf("moqstats: final frames of %s not all written before shutdown ended (%w): %w", s.path, context.Cause(ctx), err)
 }
 
 func (s *Stats) run() {

@@ -2,8 +2,11 @@ package moqstats_test
 
 import (
 	"bytes"
+	"context"
 	"errors"
+	"fmt"
 	"log/slog"
+	"reflect"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -356,7 +359,7 @@ func TestWriteFailureReturnedFromFlushAndRetried(t *testing.T) {
 func TestTickerLogsWriteFailure(t *testing.T) {
 	var logs safeBuffer
 	logger := slog.New(slog.NewTextHandler(&logs, nil))
-	s, o := setupConfig(t, moqstats.Config{Interval: 2 * time.Millisecond, Logger: logger})
+	s, o := setupConfig(t, moqstats.Config{Interval: 2 * time.Millisecond, Logger: logger, CloseTimeout: -1}) // writes fail at Close too: one attempt
 	b, _ := o.Lookup(s.Path())
 	b.SetWriteHook(func(string, []byte) error { return errors.New("boom") })
 	g := s.Tier(moqstats.External).Session("acme")
@@ -560,5 +563,218 @@ func TestIdenticalFrameFromARecreatedKeyIsNotRewritten(t *testing.T) {
 	flush(t, s) // a new entry with the same final counts
 	if n := b.Writes(moqstats.TrackPublisher); n != 2 {
 		t.Fatalf("publisher.json written %d times, want 2 (baseline, then a once)", n)
+	}
+}
+
+// finalWorkload opens, bumps and closes guards on every tier and role and
+// on sessions, and returns what the final frames must show.
+func finalWorkload(s *moqstats.Stats) (want map[string]Snapshot, wantSessions map[string]SessionSnapshot) {
+	for _, tier := range []moqstats.Tier{moqstats.External, moqstats.Internal} {
+		h := s.Tier(tier)
+		tr := h.Broadcast("acme/live").PublisherTrack("v")
+		tr.Bytes(1000)
+		tr.Frame()
+		tr.Close()
+		in := h.Broadcast("acme/live").SubscriberTrack("v")
+		in.Bytes(7)
+		in.Close()
+		h.Session("acme").Close()
+	}
+	return map[string]Snapshot{"acme/live": {Subscriptions: 1, SubscriptionsClosed: 1, Bytes: 1000, Frames: 1}},
+		map[string]SessionSnapshot{"acme": {Sessions: 1, SessionsClosed: 1}}
+}
+
+// lastValues returns the last value each key had in frames.
+func lastValues[V any](frames []map[string]V) map[string]V {
+	last := map[string]V{}
+	for _, f := range frames {
+		for k, v := range f {
+			last[k] = v
+		}
+	}
+	return last
+}
+
+// failFirst returns a write hook that fails the first n writes it sees
+// (of any track, plain or compressed) and counts every write attempted.
+func failFirst(n int64, attempts *atomic.Int64) func(string, []byte) error {
+	return func(string, []byte) error {
+		if attempts.Add(1) <= n {
+			return errors.New("origin unavailable")
+		}
+		return nil
+	}
+}
+
+// A transient origin failure at shutdown loses nothing: the origin fails
+// the first 3 writes of Close's final pass, and Close retries it until
+// every track, compressed siblings included, carries the final counts,
+// and returns nil.
+func TestCloseRetriesTheFinalPassUntilItsFramesAreWritten(t *testing.T) {
+	for _, compressed := range []bool{false, true} {
+		t.Run(fmt.Sprintf("compressed=%v", compressed), func(t *testing.T) {
+			o := memorigin.New()
+			s, err := moqstats.New(moqstats.Config{Origin: o, Interval: time.Hour, Compressed: compressed, Logger: slog.New(slog.DiscardHandler)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, _ := o.Lookup(s.Path())
+			var zs []*zReader
+			if compressed {
+				for _, name := range moqstats.Tracks() {
+					sub, err := o.Subscribe(s.Path(), name+moqstats.CompressedSuffix)
+					if err != nil {
+						t.Fatal(err)
+					}
+					zs = append(zs, &zReader{t: t, name: name + moqstats.CompressedSuffix, sub: sub, anyFailed: true})
+				}
+			}
+			var plain [4]func() []map[string]Snapshot
+			for i, track := range moqstats.Tracks()[:4] {
+				plain[i] = frames[Snapshot](t, o, s, track)
+			}
+			var sessions [2]func() []map[string]SessionSnapshot
+			for i, track := range moqstats.Tracks()[4:] {
+				sessions[i] = frames[SessionSnapshot](t, o, s, track)
+			}
+			want, wantSessions := finalWorkload(s)
+			var attempts atomic.Int64
+			b.SetWriteHook(failFirst(3, &attempts))
+			if err := s.Close(); err != nil {
+				t.Fatalf("Close = %v, want nil: the final pass is retried until its writes succeed", err)
+			}
+			if attempts.Load() <= 3 {
+				t.Fatalf("%d writes attempted, want more than the 3 that failed", attempts.Load())
+			}
+			if !b.Closed() {
+				t.Fatal("broadcast not closed after Close")
+			}
+			// A closed key is in one frame with its final counts, then
+			// drops out: the last value each track showed is what counts.
+			for i, track := range moqstats.Tracks()[:4] {
+				got := lastValues(plain[i]())
+				w := want
+				if track == moqstats.TrackSubscriber || track == moqstats.TrackInternalSubscriber {
+					w = map[string]Snapshot{"acme/live": {Subscriptions: 1, SubscriptionsClosed: 1, Bytes: 7}}
+				}
+				if !reflect.DeepEqual(got, w) {
+					t.Errorf("%s showed %+v last, want %+v", track, got, w)
+				}
+			}
+			for i, track := range moqstats.Tracks()[4:] {
+				if got := lastValues(sessions[i]()); !reflect.DeepEqual(got, wantSessions) {
+					t.Errorf("%s showed %+v last, want %+v", track, got, wantSessions)
+				}
+			}
+			for i, z := range zs {
+				z.drain()
+				plain, _ := b.Latest(moqstats.Tracks()[i])
+				if want := jsonValue(t, plain); !reflect.DeepEqual(z.value, want) {
+					t.Errorf("%s adds up to %v, its plain track's final frame is %s", z.name, z.value, plain)
+				}
+			}
+		})
+	}
+}
+
+// Shutdown gives up when its context is done: with an origin that never
+// accepts a write, it returns the write error (and the context's), closes
+// the broadcast, and nothing is written after it returns. A context done
+// before the call gets exactly one attempt; one cancelled while Shutdown
+// retries stops the retries.
+func TestShutdownWithDoneContextReturnsTheErrorAndWritesNothingAfter(t *testing.T) {
+	for _, tc := range []struct {
+		name        string
+		cancelAfter int64 // attempts; 0: cancelled before Shutdown
+	}{{"cancelled before", 0}, {"cancelled while retrying", 30}} { // 6 or 12 writes a pass
+		for _, compressed := range []bool{false, true} {
+			t.Run(fmt.Sprintf("%s/compressed=%v", tc.name, compressed), func(t *testing.T) {
+				o := memorigin.New()
+				s, err := moqstats.New(moqstats.Config{Origin: o, Interval: time.Millisecond, Compressed: compressed, Logger: slog.New(slog.DiscardHandler)})
+				if err != nil {
+					t.Fatal(err)
+				}
+				b, _ := o.Lookup(s.Path())
+				finalWorkload(s)
+				ctx, cancel := context.WithCancel(t.Context())
+				defer cancel()
+				if tc.cancelAfter == 0 {
+					cancel()
+				}
+				var attempts atomic.Int64
+				refuse := errors.New("origin unavailable")
+				b.SetWriteHook(func(string, []byte) error {
+					if attempts.Add(1) == tc.cancelAfter {
+						cancel()
+					}
+					return refuse
+				})
+				written := b.Writes(moqstats.TrackPublisher)
+				err = s.Shutdown(ctx)
+				if !errors.Is(err, refuse) || !errors.Is(err, context.Canceled) {
+					t.Fatalf("Shutdown = %v, want the write error and context.Canceled", err)
+				}
+				after := attempts.Load()
+				if tc.cancelAfter > 0 && after < tc.cancelAfter {
+					t.Fatalf("%d writes attempted, want the retries that reached %d", after, tc.cancelAfter)
+				}
+				if !b.Closed() {
+					t.Fatal("broadcast not closed after Shutdown")
+				}
+				if err := s.Flush(); !errors.Is(err, moqstats.ErrClosed) {
+					t.Fatalf("Flush after Shutdown = %v, want ErrClosed", err)
+				}
+				time.Sleep(20 * time.Millisecond) // twenty intervals
+				if n := attempts.Load(); n != after {
+					t.Fatalf("%d writes attempted after Shutdown returned, want none", n-after)
+				}
+				if n := b.Writes(moqstats.TrackPublisher); n != written {
+					t.Fatalf("%d frames written, want none", n-written)
+				}
+				if err := s.Shutdown(t.Context()); err != nil {
+					t.Fatalf("second Shutdown = %v, want nil", err)
+				}
+			})
+		}
+	}
+}
+
+// Close retries for CloseTimeout, and a negative CloseTimeout makes one
+// attempt, returning its error.
+func TestCloseTimeoutBoundsTheRetries(t *testing.T) {
+	for _, tc := range []struct {
+		timeout time.Duration
+		want    error
+	}{{30 * time.Millisecond, context.DeadlineExceeded}, {-1, nil}} {
+		t.Run(fmt.Sprint(tc.timeout), func(t *testing.T) {
+			o := memorigin.New()
+			s, err := moqstats.New(moqstats.Config{Origin: o, Interval: time.Hour, CloseTimeout: tc.timeout, Logger: slog.New(slog.DiscardHandler)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, _ := o.Lookup(s.Path())
+			finalWorkload(s)
+			refuse := errors.New("origin unavailable")
+			var passes atomic.Int64
+			b.SetWriteHook(func(track string, _ []byte) error {
+				if track == moqstats.TrackPublisher {
+					passes.Add(1)
+				}
+				return refuse
+			})
+			err = s.Close()
+			if !errors.Is(err, refuse) {
+				t.Fatalf("Close = %v, want the write error", err)
+			}
+			if tc.want != nil && !errors.Is(err, tc.want) {
+				t.Fatalf("Close = %v, want it to wrap %v", err, tc.want)
+			}
+			if tc.want == nil && errors.Is(err, context.DeadlineExceeded) {
+				t.Fatalf("Close = %v with a negative CloseTimeout, want no deadline", err)
+			}
+			if n := passes.Load(); tc.timeout < 0 && n != 1 {
+				t.Fatalf("%d attempts with a negative CloseTimeout, want 1", n)
+			}
+		})
 	}
 }

@@ -21,11 +21,12 @@ type Stats struct {
 	broadcasts *broadcastMap
 	sessions   [2]*sessionMap // by Tier
 
-	// closed is set by Close; guards are no longer handed out after it.
+	// closed is set by Close or Shutdown; guards are no longer handed out
+	// after it.
 	closed atomic.Bool
-	stop   chan struct{} // closed by Close to stop run
+	stop   chan struct{} // closed by Close (or Shutdown) to stop run
 	done   chan struct{} // closed by run when it returns
-	final  chan struct{} // closed once Close's final pass and broadcast Close are done
+	final  chan struct{} // closed once the final pass and broadcast Close are done
 
 	// start and clock give the pass its monotonic time, for retention.
 	start time.Time
@@ -38,7 +39,7 @@ type Stats struct {
 
 	// mu serializes passes and guards everything below.
 	mu            sync.Mutex
-	finished      bool // Close ran its final pass
+	finished      bool // the final pass is over: nothing is written after
 	tracks        [4]snapshot.Track[counters.Snapshot]
 	sessionTracks [2]snapshot.Track[counters.SessionSnapshot]
 	// z are the compressed siblings' writers, indexed like the six track
