@@ -137,3 +137,8 @@ func EntryAddr(s *Stats, path string) uintptr {
 // or root, or OverflowKey when it was folded.
 func TrackKey(t *TrackGuard) string     { return t.sl.entry.Key() }
 func SessionKey(g *SessionGuard) string { return g.e.Key() }
+
+// TrackShards returns how many cells the counters a track guard bumps
+// have allocated beyond their base cell: 0 while no two lanes ever held
+// them at once.
+func TrackShards(t *TrackGuard) int { return t.sl.Shards() }

@@ -170,3 +170,27 @@ func TestManyDroppedGuardsReclaimedExactly(t *testing.T) {
 		t.Fatalf("leak log does not say how many lines it suppressed:\n%s", logs.String())
 	}
 }
+
+// dropTrack opens a track guard under g and drops it without Close.
+//
+//go:noinline
+func dropTrack(g *moqstats.BroadcastGuard) {
+	tr := g.Track("v")
+	tr.Bytes(1)
+}
+
+// A leaked track guard that held its counters' base cell gives it back when
+// reclaimed: the next guard on the entry, alone on it, bumps the base cell
+// again instead of inflating the counters into per-CPU cells for good.
+func TestReclaimedTrackGuardGivesBackTheBaseCell(t *testing.T) {
+	s, _ := setupConfig(t, moqstats.Config{Interval: time.Hour})
+	g := s.Tier(moqstats.External).Broadcast("a").Publisher() // pins the entry
+	defer g.Close()
+	dropTrack(g)
+	collectUntil(t, func() bool { return s.Leaked() == 1 })
+	tr := g.Track("v")
+	defer tr.Close()
+	if n := moqstats.TrackShards(tr); n != 0 {
+		t.Fatalf("a lone guard after the reclaim made the counters allocate %d cells, want 0: the reclaimed guard kept the base cell", n)
+	}
+}

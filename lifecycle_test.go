@@ -778,3 +778,44 @@ func TestCloseTimeoutBoundsTheRetries(t *testing.T) {
 		})
 	}
 }
+
+// A Handle taken before Close is as dead after it as one taken after: a
+// relay keeps its session's handle for the session's life, and Close may
+// come in between. Its sessions and guards are nil, its BroadcastStats
+// empty, and nothing is created for what it is asked.
+func TestHandleTakenBeforeCloseHandsOutNothingAfter(t *testing.T) {
+	o := memorigin.New()
+	s, err := moqstats.New(moqstats.Config{Origin: o, Interval: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := s.Tier(moqstats.External)
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if g := h.Session("r"); g != nil {
+		t.Fatalf("Session after Close from a handle taken before = %v, want nil", g)
+	}
+	if v := h.PublisherBroadcasts(); v != nil {
+		t.Fatalf("PublisherBroadcasts after Close = %v, want nil", v)
+	}
+	bs := h.Broadcast("b")
+	if !bs.IsEmpty() {
+		t.Fatal("Broadcast after Close from a handle taken before is not empty")
+	}
+	if g := bs.Publisher(); g != nil {
+		t.Fatalf("Publisher guard = %v, want nil", g)
+	}
+	if g := bs.PublisherTrack("v"); g != nil {
+		t.Fatalf("PublisherTrack guard = %v, want nil", g)
+	}
+	if g := bs.SubscriberFetch("v"); g != nil {
+		t.Fatalf("SubscriberFetch guard = %v, want nil", g)
+	}
+	if n := moqstats.Entries(s); n != 0 {
+		t.Fatalf("%d broadcast entries created after Close, want 0", n)
+	}
+	if _, ok := moqstats.SessionRaw(s, moqstats.External, "r"); ok || moqstats.SessionsHeld(s, moqstats.External) != 0 {
+		t.Fatal("a session root created after Close")
+	}
+}

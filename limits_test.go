@@ -286,3 +286,29 @@ func TestCapHoldsWhileKeysChurnThroughCollection(t *testing.T) {
 		}
 	}
 }
+
+// MaxPathLen is inclusive: a path or root of exactly MaxPathLen bytes is
+// its own key, one byte more folds into the overflow key.
+func TestMaxPathLenKeepsExactlyThatManyBytes(t *testing.T) {
+	s, o := setupConfig(t, moqstats.Config{Interval: time.Hour, MaxPathLen: 8})
+	h := s.Tier(moqstats.External)
+	fits, over := "abcd/efg", "abcd/efgh" // 8 and 9 bytes
+	for _, p := range []string{fits, over} {
+		tr := h.Broadcast(p).PublisherTrack("v")
+		defer tr.Close()
+		g := h.Session(p)
+		defer g.Close()
+	}
+	flush(t, s)
+	f := readFrame(t, o, s, moqstats.TrackPublisher)
+	if _, ok := f[fits]; !ok || f[moqstats.OverflowKey].Subscriptions != 1 || len(f) != 2 {
+		t.Fatalf("publisher.json keys %v, want %q and the overflow key holding %q", keysOf(f), fits, over)
+	}
+	sf := readSessionFrame(t, o, s, moqstats.TrackSessions)
+	if sf[fits].Sessions != 1 || sf[moqstats.OverflowKey].Sessions != 1 || len(sf) != 2 {
+		t.Fatalf("sessions.json = %v, want %q and the overflow key holding %q", sf, fits, over)
+	}
+	if n := s.Overflowed(); n != 2 {
+		t.Fatalf("Overflowed() = %d, want 2", n)
+	}
+}

@@ -323,3 +323,32 @@ func TestRetainedCountsOfAKeyLiveAgainAreNeverEvicted(t *testing.T) {
 		})
 	}
 }
+
+// A retained key that comes back on another role does not reappear on the
+// role it was retained on: its successor starts there from the retained
+// counts marked as on the wire, which are in no frame since and unchanged,
+// so publisher.json stays {}.
+func TestRetainedKeyBackOnAnotherRoleStaysOffTheFirst(t *testing.T) {
+	s, o := setup(t)
+	b, _ := o.Lookup(s.Path())
+	h := s.Tier(moqstats.External)
+	tr := h.Broadcast("k").PublisherTrack("v")
+	tr.Bytes(10)
+	tr.Close()
+	flush(t, s) // k's final counts, then k retained
+	flush(t, s) // k out of publisher.json
+	if f := string(latest(t, o, s, moqstats.TrackPublisher)); f != "{}" || moqstats.Kept(s) != 1 {
+		t.Fatalf("publisher.json = %s with %d retained, want {} with k retained", f, moqstats.Kept(s))
+	}
+	writes := b.Writes(moqstats.TrackPublisher)
+	in := h.Broadcast("k").SubscriberTrack("v")
+	defer in.Close()
+	in.Bytes(3)
+	flush(t, s)
+	if f := string(latest(t, o, s, moqstats.TrackPublisher)); f != "{}" || b.Writes(moqstats.TrackPublisher) != writes {
+		t.Fatalf("publisher.json = %s after k came back on the subscriber role only (%d new writes), want {} and none", f, b.Writes(moqstats.TrackPublisher)-writes)
+	}
+	if got := readFrame(t, o, s, moqstats.TrackSubscriber)["k"]; got != (Snapshot{Subscriptions: 1, Bytes: 3}) {
+		t.Fatalf("subscriber.json k = %+v, want the new guard's counts", got)
+	}
+}
