@@ -78,10 +78,22 @@ fuzz:
 	done
 
 # A simulated relay with a live dashboard at http://127.0.0.1:8080, until
-# Ctrl-C; flags in DEMOFLAGS (see cmd/moqstats-demo).
+# Ctrl-C; flags in DEMOFLAGS (see cmd/moqstats-demo). Ctrl-C must end it
+# cleanly: the demo prints its last status line and exits 0, and so must
+# make. So the demo is built and run itself (go run exits 1 when
+# interrupted), and, on a terminal, as a job of its own (bash's job
+# control, set -m), which gets the terminal: Ctrl-C reaches the demo alone,
+# not make, which would die of it. Ctrl-Z stops the demo; the loop then
+# stops make too, as the shell expects, and puts the demo back in the
+# foreground when the shell continues make.
 DEMOFLAGS ?=
+demo: SHELL := /bin/bash
 demo:
-	cd cmd/moqstats-demo && $(GO) run . $(DEMOFLAGS)
+	cd cmd/moqstats-demo && $(GO) build -o moqstats-demo .
+	@if [ -t 0 ]; then set -m; fi; \
+	cmd/moqstats-demo/moqstats-demo $(DEMOFLAGS); status=$$?; \
+	while [ -n "$$(jobs -ps)" ]; do kill -STOP 0; fg >/dev/null; status=$$?; done; \
+	exit $$status
 
 # Every performance target next to its baselines, COUNT times (default 5),
 # with benchstat tables and the target table; see BENCHMARKS.md.

@@ -76,8 +76,11 @@
 // Ctrl-C or SIGTERM stops the traffic (every viewer leaves), closes the
 // Stats, whose final pass writes the closing counts and ends the event
 // streams with them, prints a last status line and a summary of lifetime
-// totals, and shuts the server down, giving requests in flight a second.
-// A second Ctrl-C ends the process at once.
+// totals, and shuts the server down, giving requests in flight a second;
+// the process then exits 0. A second Ctrl-C ends the process at once.
+// make demo builds the binary and runs it as a job of its own on the
+// terminal, so that Ctrl-C reaches the demo and not make, which exits 0
+// with it (go run would exit 1 when interrupted).
 //
 // # Tests
 //
