@@ -209,7 +209,7 @@ type Config[T, R any] struct {
 	// (and that callers fold other keys into, with Fold). It must differ
 	// from every key the caller uses otherwise.
 	Overflow string
-	// MaxEntries caps the entries held (invariant 6); 0 means no cap.
+	// MaxEntries caps the keys held (invariant 6); 0 means no cap.
 	MaxEntries int
 	// Retention is how long a forgotten entry's final counts are kept for
 	// a successor; zero or negative keeps nothing (invariant 5).
@@ -472,7 +472,7 @@ func (m *Map[T, R]) SetTestHookDropped(f func(key string)) {
 // or forgotten included).
 func (m *Map[T, R]) Len() int { return m.m.Size() }
 
-// Held returns the number of entries held against MaxEntries (invariant 6).
+// Held returns the number of keys held against MaxEntries (invariant 6).
 func (m *Map[T, R]) Held() int { return int(m.held.Load()) }
 
 // Kept returns the number of retained entries.
