@@ -1,6 +1,6 @@
 GO ?= go
 
-.PHONY: test fmt-check vet actionlint test-race bench-smoke test-arm64 test-arm64-race test-arm64-race-selfcheck soak fuzz demo bench bench-wire profile
+.PHONY: test fmt-check vet actionlint test-race bench-smoke test-arm64 test-arm64-race test-arm64-race-ci test-arm64-race-selfcheck soak fuzz demo bench bench-wire profile
 
 # The README's test command: formatting, vet, the CI workflow's lint, the
 # race-enabled test suite in both shard-selection builds (procPin by
@@ -52,9 +52,20 @@ test-arm64:
 # atomics (max) and once without (cortex-a72). Fails when a test fails, the
 # race detector reports, or a guest does not finish in time. Installs what
 # it needs from Debian (as root); see .ci/arm64-race.sh for its settings.
+# The CI workflow runs it; .ci/run runs test-arm64-race-ci.
 ARM64_RACE_SOAK ?= 5s
 test-arm64-race:
 	ARM64_RACE_SOAK=$(ARM64_RACE_SOAK) GO=$(GO) .ci/arm64-race.sh
+
+# The part of test-arm64-race that .ci/run runs on every landing: one boot
+# on cortex-a72 (ARMv8.0, so Go's atomics are LL/SC loops, the weaker of
+# the two models), running with -test.short the race build of the packages
+# whose memory-model arguments matter, in both builds, without the soak.
+ARM64_RACE_CI_PKGS ?= . ./shard ./counters ./internal/registry ./snapshot
+ARM64_RACE_CI_BOOT_TIMEOUT ?= 900
+test-arm64-race-ci:
+	ARM64_RACE_PKGS='$(ARM64_RACE_CI_PKGS)' ARM64_RACE_CPUS=cortex-a72 ARM64_RACE_SHORT=1 ARM64_RACE_SOAK=0 \
+		ARM64_RACE_BOOT_TIMEOUT=$(ARM64_RACE_CI_BOOT_TIMEOUT) GO=$(GO) .ci/arm64-race.sh
 
 # Proves that test-arm64-race can fail: one boot running a planted data race
 # (internal/race), which passes only if the run fails with the race report.

@@ -4,23 +4,29 @@
 # qemu-system-aarch64 (TCG). The race runtime needs a 48-bit virtual address
 # space, which qemu-user (39 bits) lacks and a real arm64 kernel gives.
 #
-# Every package's tests are built in both shard builds (default, and tag
-# moqstats_purego), packed with their package sources into one initramfs,
-# and run in one boot per CPU model: "max" (ARMv8 with LSE atomics, so Go's
-# atomics are single LSE instructions) and "cortex-a72" (ARMv8.0, no LSE,
-# so they are LL/SC loops). The run fails when a test fails, when the race
-# detector reports, or when the guest does not finish in time.
+# The packages' tests are built in the shard builds asked for (by default
+# both: default, and tag moqstats_purego), packed with their package
+# sources into one initramfs, and run in one boot per CPU model: by default
+# "max" (ARMv8 with LSE atomics, so Go's atomics are single LSE
+# instructions) and "cortex-a72" (ARMv8.0, no LSE, so they are LL/SC
+# loops). The run fails when a test fails, when the race detector reports,
+# or when the guest does not finish in time.
 #
 # Usage:
-#   .ci/arm64-race.sh            the suite and the soak, both builds, every CPU model
+#   .ci/arm64-race.sh            the suite (and the soak), as the environment says
 #   .ci/arm64-race.sh selfcheck  one boot running the planted data race
 #                                (internal/race); succeeds only if the run
 #                                fails with the race detector's report
 #
-# Environment, with defaults:
+# Environment, with defaults (the defaults are the full matrix that make
+# test-arm64-race runs; make test-arm64-race-ci sets a subset):
+#   ARM64_RACE_PKGS=./...      packages whose tests run (go list patterns, space-separated)
+#   ARM64_RACE_BUILDS="default purego"   shard builds: default, purego (tag moqstats_purego)
 #   ARM64_RACE_CPUS="max,pauth-impdef=on cortex-a72"  qemu -cpu values, one boot each
-#   ARM64_RACE_SOAK=5s         soak duration per build and CPU model (0 skips it)
-#   ARM64_RACE_BOOT_TIMEOUT=2400   seconds one boot may take before it fails (boots took 13-25 min)
+#   ARM64_RACE_SHORT=          set to 1 to run the tests with -test.short
+#   ARM64_RACE_SOAK=5s         soak duration per build and CPU model (0 skips it;
+#                              otherwise ARM64_RACE_PKGS must include ./internal/soak)
+#   ARM64_RACE_BOOT_TIMEOUT=2400   seconds one boot may take before it fails (full boots took 13-25 min)
 #   ARM64_RACE_TEST_TIMEOUT=10m    -test.timeout of each test binary
 #   ARM64_RACE_MEM=2048 ARM64_RACE_SMP=2   guest memory (MiB) and CPUs
 #   ARM64_RACE_CACHE=$HOME/.cache/moqstats-arm64-race   guest kernel and busybox
@@ -38,7 +44,10 @@ cd "$root"
 mode=${1:-suite}
 case $mode in suite | selfcheck) ;; *) echo "usage: $0 [selfcheck]" >&2; exit 2 ;; esac
 
+pkgs=${ARM64_RACE_PKGS:-./...}
+builds=${ARM64_RACE_BUILDS:-default purego}
 cpus=${ARM64_RACE_CPUS:-max,pauth-impdef=on cortex-a72}
+short=${ARM64_RACE_SHORT:-}
 soak=${ARM64_RACE_SOAK:-5s}
 boot_timeout=${ARM64_RACE_BOOT_TIMEOUT:-2400}
 test_timeout=${ARM64_RACE_TEST_TIMEOUT:-10m}
@@ -51,6 +60,15 @@ sysroot=/usr/aarch64-linux-gnu
 say() { printf 'arm64-race: %s\n' "$*"; }
 die() { say "error: $*" >&2; exit 1; }
 elapsed() { say "$1 took $((SECONDS - $2))s"; }
+
+[[ -n ${pkgs// /} ]] || die "ARM64_RACE_PKGS is empty"
+[[ -n ${cpus// /} ]] || die "ARM64_RACE_CPUS is empty"
+[[ -n ${builds// /} ]] || die "ARM64_RACE_BUILDS is empty"
+for b in $builds; do
+	case $b in default | purego) ;; *) die "ARM64_RACE_BUILDS: unknown build $b (want default, purego)" ;; esac
+done
+case $short in '' | 0) short= ;; 1) ;; *) die "ARM64_RACE_SHORT: want 1 or empty, got $short" ;; esac
+[[ $boot_timeout =~ ^[1-9][0-9]*$ ]] || die "ARM64_RACE_BOOT_TIMEOUT: want seconds, got $boot_timeout"
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/moqstats-arm64-race.XXXXXX")
 keep_work=${ARM64_RACE_KEEP:-}
@@ -208,7 +226,8 @@ while read -r kind build dir bin; do
 	if [ "$kind" = soak ]; then
 		"$bin" -test.run '^TestSoak$' -test.v -test.timeout="$TEST_TIMEOUT" -soak="$SOAK" </dev/null
 	else
-		"$bin" -test.v -test.timeout="$TEST_TIMEOUT" </dev/null
+		# shellcheck disable=SC2086 # SHORT is empty or one flag
+		"$bin" -test.v -test.timeout="$TEST_TIMEOUT" $SHORT </dev/null
 	fi
 	rc=$?
 	cd /
@@ -238,7 +257,7 @@ pack() {
 	chmod 755 "$r/bin/busybox"
 	write_init
 	{
-		printf 'TEST_TIMEOUT=%q\nSOAK=%q\n' "$test_timeout" "$soak"
+		printf 'TEST_TIMEOUT=%q\nSOAK=%q\nSHORT=%q\n' "$test_timeout" "$soak" "${short:+-test.short}"
 		[[ $mode == selfcheck ]] && printf 'export MOQSTATS_PLANTED_RACE=1\n'
 	} >"$r/harness.env"
 	# The dynamic loader and every library a test binary needs, from the
@@ -336,13 +355,29 @@ mkdir -p "$work/root/src"
 if [[ $mode == selfcheck ]]; then
 	build default "" ./internal/race
 else
-	build default ""
-	build purego moqstats_purego
+	read -ra pkg_list <<<"$pkgs"
+	for b in $builds; do
+		case $b in
+		default) build default "" "${pkg_list[@]}" ;;
+		purego)
+			# Only the packages whose test binaries the tag changes: the
+			# others' purego binaries would be the default ones again.
+			purego_pkgs=$(GOOS=linux GOARCH=arm64 CGO_ENABLED=1 CC=aarch64-linux-gnu-gcc GO=$go .ci/purego-pkgs "${pkg_list[@]}") ||
+				die "cannot tell which packages the moqstats_purego tag changes"
+			if [[ -z $purego_pkgs ]]; then
+				say "purego build: no package among $pkgs differs from the default build; skipped"
+			else
+				# shellcheck disable=SC2086 # import paths, one a line
+				build purego moqstats_purego $purego_pkgs
+			fi
+			;;
+		esac
+	done
 	# The soak: its TestSoak runs when -soak is nonzero.
 	if [[ ! $soak =~ ^0[a-z]*$ ]]; then
-		for b in default purego; do
+		for b in $builds; do
 			line=$(grep -E "^test $b \./internal/soak " "$work/root/manifest") ||
-				die "internal/soak has no test binary in the $b build"
+				die "ARM64_RACE_SOAK=$soak, but internal/soak has no test binary in the $b build (ARM64_RACE_PKGS=$pkgs)"
 			echo "soak ${line#test }" >>"$work/root/manifest"
 		done
 	fi
@@ -366,7 +401,7 @@ failed=
 for cpu in $cpus; do
 	boot "$cpu" || failed+=" ${cpu%%,*}"
 done
-say "ran every package's race tests, both builds, on cpu: $cpus"
+say "ran the race tests of $pkgs${short:+ (-test.short)}, builds: $builds; soak: $soak; on cpu: $cpus"
 if [[ -n $failed ]]; then
 	keep_work=1
 	say "$total_passed passed, $total_failed failed, $total_skipped skipped"

@@ -182,6 +182,16 @@ func TestRecreatedKeyWithPredecessorCountsIsNotRewritten(t *testing.T) {
 	}
 }
 
+// randomRounds is how many rounds of random ticks the property tests run:
+// 300, or 30 with -short (the arm64 race guest's CI boot, where 300 take
+// minutes under the race detector), which still alternates retention.
+func randomRounds() int {
+	if testing.Short() {
+		return 30
+	}
+	return 300
+}
+
 // TestChangedNeverHidesAByteChange checks the value-based shortcuts
 // against their definition over random ticks: keys open, bump and close;
 // collected keys are dropped once settled, and come back either from zero,
@@ -197,7 +207,7 @@ func TestChangedNeverHidesAByteChange(t *testing.T) {
 		row
 		dead bool
 	}
-	for round := range 300 {
+	for round := range randomRounds() {
 		retain := round%2 == 0
 		tr := newTrack()
 		var rows []*inc
@@ -384,7 +394,7 @@ func TestPatchTurnsTheFrameBeforeIntoThisOne(t *testing.T) {
 		row
 		dead bool
 	}
-	for round := range 300 {
+	for round := range randomRounds() {
 		tr := newPatchTrack()
 		var rows []*inc
 		kept := map[string]gauge{}

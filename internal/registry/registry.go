@@ -578,6 +578,9 @@ func (m *Map[T, R]) Collect(e *Entry[T], pinned func(*T) bool) bool {
 	// store: a read-modify-write keeps the pin read after it on emulated
 	// arm64 too, where a plain store-release may be passed (see the
 	// package doc); on hardware both are sequentially consistent.
+	// TestPinAndCollectAtOnceNeverBothWin catches a Store here, but only
+	// under arm64 emulation on an x86 host (make test-arm64, which CI
+	// runs): natively, on amd64 or arm64, a Store passes every test.
 	e.s.Swap(dying)
 	if pinned(&e.Value) {
 		e.s.Store(live)
