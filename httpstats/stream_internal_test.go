@@ -163,3 +163,87 @@ func TestETagCarriesIncarnation(t *testing.T) {
 		t.Errorf("ETags %s (group %d) and %s (group %d), want the same group and different ETags", v1.etag(), v1.group, v2.etag(), v2.group)
 	}
 }
+
+// heldBy sums what the streams of b hold, as the streams count it.
+func heldBy(b *Broadcast) (sum int, per map[*stream]int) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	per = map[*stream]int{}
+	for _, t := range b.tracks {
+		for s := range t.streams {
+			per[s] = s.queued + s.inflight
+			sum += s.queued + s.inflight
+		}
+	}
+	return sum, per
+}
+
+// The frames streams hold are capped in bytes, per stream and in total,
+// whatever the frame count: a stream past StreamBytes resyncs, and past
+// QueueBytes the stream holding the most queued bytes (the reader
+// furthest behind) drops its queue first, while the others keep theirs.
+func TestSlowStreamsHoldBoundedBytes(t *testing.T) {
+	o, b := newTestOrigin(t, "t.json")
+	o.opts.StreamBytes, o.opts.QueueBytes = 1000, 1500
+	t.Cleanup(func() { // after every stream left: cleanups run last-in first-out
+		if n := o.held.Load(); n != 0 {
+			t.Errorf("the Origin counts %d bytes held once every stream left, want 0", n)
+		}
+	})
+	frame := func(i int) []byte { return fmt.Appendf(make([]byte, 0, 100), "%0100d", i)[:100] }
+	must(t, b.WriteFrame("t.json", frame(0)))
+	early, _ := attach(t, o, "t.json", 64)
+	// The early reader falls 9 frames behind: 900 bytes, within both caps.
+	for i := 1; i <= 9; i++ {
+		must(t, b.WriteFrame("t.json", frame(i)))
+	}
+	late, _ := attach(t, o, "t.json", 64)
+	for i := 10; i <= 14; i++ {
+		must(t, b.WriteFrame("t.json", frame(i)))
+		sum, per := heldBy(b)
+		if sum > o.opts.QueueBytes || int(o.held.Load()) != sum {
+			t.Fatalf("after frame %d: streams hold %d bytes, Origin counts %d, want equal and at most QueueBytes %d", i, sum, o.held.Load(), o.opts.QueueBytes)
+		}
+		for _, n := range per {
+			if n > o.opts.StreamBytes {
+				t.Fatalf("after frame %d: a stream holds %d bytes, want at most StreamBytes %d", i, n, o.opts.StreamBytes)
+			}
+		}
+	}
+	// Frame 10 fits for early (1000 bytes: its cap) and late (100);
+	// frame 11 takes early past StreamBytes (it resyncs); frames 12-14 go
+	// to late. Then early has nothing queued and late 500.
+	if early.resyncs != 1 || late.resyncs != 0 {
+		t.Fatalf("resyncs: early %d, late %d; want 1 and 0", early.resyncs, late.resyncs)
+	}
+	// A third stream far behind and a total over QueueBytes: the one
+	// holding the most queued bytes drops its queue, not the others.
+	third, _ := attach(t, o, "t.json", 64)
+	early.take(nil) // resync: takes the latest frame, counted in flight
+	early.release()
+	for i := 15; i <= 24; i++ {
+		must(t, b.WriteFrame("t.json", frame(i)))
+		if sum, _ := heldBy(b); sum > o.opts.QueueBytes {
+			t.Fatalf("after frame %d: streams hold %d bytes, over QueueBytes %d", i, sum, o.opts.QueueBytes)
+		}
+	}
+	if late.resyncs == 0 {
+		t.Fatal("the stream furthest behind kept its queue while the total was over QueueBytes")
+	}
+	if third.resyncs > late.resyncs || early.resyncs > late.resyncs+1 {
+		t.Fatalf("resyncs: early %d, late %d, third %d: the readers less behind dropped more often than the one furthest behind", early.resyncs, late.resyncs, third.resyncs)
+	}
+	// Taking moves bytes in flight; releasing and leaving uncount them.
+	evs, _ := third.take(nil)
+	if len(evs) == 0 {
+		t.Fatal("third took nothing")
+	}
+	_, per := heldBy(b)
+	if per[third] == 0 || third.inflight == 0 || third.queued != 0 {
+		t.Fatalf("after a take: queued %d, in flight %d; want all in flight", third.queued, third.inflight)
+	}
+	third.release()
+	if third.inflight != 0 {
+		t.Fatalf("in flight after release: %d, want 0", third.inflight)
+	}
+}
