@@ -150,8 +150,11 @@ var ErrSkippedTrack = errors.New("consumer: track skipped")
 // resolution, since the next frame carries its counts.
 //
 // Memory is bounded: an event larger than the Aggregator's frame limit is
-// skipped (and reported) without being buffered, the index is capped by
-// MaxIndexSize and its tracks by MaxTracks.
+// skipped (and reported) without being buffered, a stream keeps at most
+// 1 MiB of event buffer between events, the index is capped by
+// MaxIndexSize and its tracks by MaxTracks (see "Bounds" in the package
+// doc). Errors name the limit they hit: ErrIdleTimeout, ErrRedirect, a
+// *FrameError of kind ErrFrameTooLarge, a line without end.
 func FollowHTTP(ctx context.Context, agg *Aggregator, base string, opts HTTPOptions) error {
 	opts.defaults()
 	base = strings.TrimSuffix(base, "/")
