@@ -59,10 +59,12 @@ type Reader struct {
 // NewReader returns a Reader of r that keeps at most maxData bytes of an
 // event's data.
 func NewReader(r io.Reader, maxData int) *Reader {
-	return newReaderSize(r, maxData, BufferSize)
+	return NewReaderSize(r, maxData, BufferSize)
 }
 
-func newReaderSize(r io.Reader, maxData, size int) *Reader {
+// NewReaderSize is NewReader with a line buffer of size bytes (at least
+// 16) instead of BufferSize: lines of size bytes or more are long.
+func NewReaderSize(r io.Reader, maxData, size int) *Reader {
 	return &Reader{r: bufio.NewReaderSize(r, size), max: maxData}
 }
 
@@ -150,25 +152,33 @@ func (er *Reader) line(ev *Event, alive func()) (line []byte, long bool, err err
 	}
 	n := int64(len(b))
 	value, isData := bytes.CutPrefix(b, []byte("data:"))
+	// A data line's value goes to the event piece by piece. A '\r' that
+	// ends a piece waits for the next one: if that is the line's "\n",
+	// the "\r\n" is the line's end, not data.
+	cr := false
+	piece := func(p []byte, end bool) {
+		if end {
+			p = bytes.TrimSuffix(p, []byte("\n"))
+		}
+		if cr && (!end || len(p) > 0) {
+			er.appendData(ev, []byte{'\r'})
+		}
+		cr = false
+		if q, ok := bytes.CutSuffix(p, []byte("\r")); ok {
+			p, cr = q, !end
+		}
+		er.appendData(ev, p)
+	}
 	if isData {
 		ev.HasData = true
-		er.appendData(ev, bytes.TrimPrefix(value, []byte(" ")))
+		piece(bytes.TrimPrefix(value, []byte(" ")), false)
 	}
 	for err == bufio.ErrBufferFull {
 		alive()
 		b, err = er.r.ReadSlice('\n')
 		n += int64(len(b))
-		if isData && err == nil {
-			// The line's end: "\n", or "\r\n", whose "\r" may have
-			// ended the piece before.
-			b = bytes.TrimSuffix(b, []byte("\n"))
-			if len(b) == 0 && !ev.TooLarge {
-				ev.Data = bytes.TrimSuffix(ev.Data, []byte("\r"))
-			}
-			b = bytes.TrimSuffix(b, []byte("\r"))
-		}
-		if isData {
-			er.appendData(ev, b)
+		if isData && (err == nil || err == bufio.ErrBufferFull) {
+			piece(b, err == nil)
 		}
 	}
 	if err != nil {

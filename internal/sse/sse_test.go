@@ -22,7 +22,7 @@ func TestReaderParsesEventsWithinTheLimit(t *testing.T) {
 		"id: " + strings.Repeat("i", MaxIDLen+1) + "\ndata: 1\n\n" +
 		": " + strings.Repeat("c", 300) + "\ndata: 2\n\n" +
 		"data: tail"
-	r := newReaderSize(strings.NewReader(in), 50, 16)
+	r := NewReaderSize(strings.NewReader(in), 50, 16)
 	type got struct {
 		id, event, data string
 		hasID, tooLarge bool
