@@ -2,7 +2,12 @@ package httpstats
 
 import (
 	"fmt"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"net/http/httptest"
 	"strconv"
+	"sync"
 	"testing"
 	"time"
 )
@@ -245,5 +250,64 @@ func TestSlowStreamsHoldBoundedBytes(t *testing.T) {
 	third.release()
 	if third.inflight != 0 {
 		t.Fatalf("in flight after release: %d, want 0", third.inflight)
+	}
+}
+
+// The byte accounting holds under concurrency: clients that read, stop
+// reading or go away race frames of random sizes and the broadcast's
+// Close; what the Origin counts never passes QueueBytes plus one resync
+// (the track's latest frame) per stream, and is zero once every stream
+// left. Run under -race.
+func TestHeldBytesAccountingUnderRaces(t *testing.T) {
+	for round := range 4 {
+		o, b := newTestOrigin(t, "t.json")
+		o.opts.StreamBytes, o.opts.QueueBytes, o.opts.WriteTimeout = 4<<10, 8<<10, 200*time.Millisecond
+		srv := httptest.NewServer(o)
+		const clients, frames, maxFrame = 8, 300, 1 << 10
+		var wg sync.WaitGroup
+		for c := range clients {
+			wg.Go(func() {
+				req, _ := http.NewRequest(http.MethodGet, srv.URL+"/t.json", nil)
+				req.Header.Set("Accept", "text/event-stream")
+				resp, err := srv.Client().Do(req)
+				if err != nil {
+					return
+				}
+				defer resp.Body.Close()
+				switch c % 3 {
+				case 0: // reads everything
+					io.Copy(io.Discard, resp.Body)
+				case 1: // reads a little, then goes away
+					io.CopyN(io.Discard, resp.Body, int64(rand.IntN(8<<10)))
+				default: // stops reading until the write timeout drops it
+					time.Sleep(300 * time.Millisecond)
+				}
+			})
+		}
+		var peak int64
+		for i := range frames {
+			f := make([]byte, 1+rand.IntN(maxFrame))
+			for j := range f {
+				f[j] = 'a' + byte(j%26)
+			}
+			must(t, b.WriteFrame("t.json", f))
+			peak = max(peak, o.held.Load())
+			if round%2 == 1 && i == frames/2 {
+				break // close mid-stream, with queues full
+			}
+		}
+		must(t, b.Close())
+		wg.Wait()
+		srv.Close()
+		if limit := int64(o.opts.QueueBytes + clients*maxFrame); peak > limit {
+			t.Fatalf("round %d: the Origin counted %d bytes held, over QueueBytes plus a frame per stream (%d)", round, peak, limit)
+		}
+		deadline := time.Now().Add(10 * time.Second)
+		for o.held.Load() != 0 && time.Now().Before(deadline) {
+			time.Sleep(5 * time.Millisecond)
+		}
+		if n := o.held.Load(); n != 0 {
+			t.Fatalf("round %d: %d bytes counted held after every stream left, want 0", round, n)
+		}
 	}
 }
