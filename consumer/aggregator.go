@@ -25,6 +25,11 @@ const (
 	// DefaultMaxKeys caps the keys an Aggregator holds, summed over nodes
 	// and tracks.
 	DefaultMaxKeys = 1 << 20
+	// DefaultMaxKeysPerNode caps the keys an Aggregator holds for one
+	// node, over its tracks: a quarter of DefaultMaxKeys, which is what a
+	// moqstats node at its default MaxEntries (65,536 paths) on all four
+	// per-broadcast tracks shows.
+	DefaultMaxKeysPerNode = DefaultMaxKeys / 4
 )
 
 // NoRetention, as Config.Retention, says that the producers keep nothing
@@ -34,7 +39,8 @@ const (
 const NoRetention time.Duration = -1
 
 // ErrKeyLimit is returned by Observe when a frame would take the
-// Aggregator past Config.MaxKeys; the frame is dropped whole.
+// Aggregator past Config.MaxKeys, or its node past Config.MaxKeysPerNode;
+// the frame is dropped whole.
 var ErrKeyLimit = errors.New("consumer: key limit reached")
 
 // Config configures an Aggregator. The zero Config is ready to use for
@@ -79,6 +85,13 @@ type Config struct {
 	// for longer than the retention window plus RetentionSlack), at most
 	// once a second of frame time.
 	MaxKeys int
+	// MaxKeysPerNode caps the keys held for one node, over its tracks,
+	// so that a node sending ever new keys (buggy, or compromised) runs
+	// into its own quota and not into everyone's: the other nodes keep
+	// MaxKeys - MaxKeysPerNode for themselves. Default
+	// DefaultMaxKeysPerNode, or MaxKeys if that is lower. A frame that
+	// would exceed it is treated as one that would exceed MaxKeys.
+	MaxKeysPerNode int
 }
 
 // Aggregator turns the frames of one or more nodes into lifetime totals,
@@ -105,6 +118,7 @@ const capSweepEvery = time.Second
 
 type nodeState struct {
 	tracks map[string]*trackState // by track name
+	keys   int                    // keys held, over the node's tracks
 }
 
 // trackState is one node's track: its keys and the times of its last two
@@ -133,6 +147,10 @@ type trackState struct {
 // keyState is one key of one node's track. Counters are arrays indexed
 // by TrafficField or PresenceField.
 type keyState struct {
+	// key is the key, in memory of its own: the map entries that name
+	// the key use this string, never one taken from a frame, which
+	// would hold the whole frame.
+	key      string
 	base     [NumTrafficFields]uint64 // the last values of every ended segment, summed
 	cur      [NumTrafficFields]uint64 // the current segment's last values
 	delta    [NumTrafficFields]uint64 // increase over the interval ending at seenSeq
@@ -153,8 +171,9 @@ type keyState struct {
 // ErrInvalidConfig for negative durations or limits, and for an
 // ExpireAfter that does not exceed the retention window plus slack.
 func New(cfg Config) (*Aggregator, error) {
-	if cfg.StaleAfter < 0 || cfg.RetentionSlack < 0 || cfg.ExpireAfter < 0 || cfg.MaxKeys < 0 ||
-		cfg.Decoder.MaxFrameSize < 0 || cfg.Decoder.MaxEntries < 0 || cfg.Decoder.MaxDepth < 0 {
+	if cfg.StaleAfter < 0 || cfg.RetentionSlack < 0 || cfg.ExpireAfter < 0 || cfg.MaxKeys < 0 || cfg.MaxKeysPerNode < 0 ||
+		cfg.Decoder.MaxFrameSize < 0 || cfg.Decoder.MaxEntries < 0 || cfg.Decoder.MaxDepth < 0 ||
+		cfg.Decoder.MaxKeyLen < 0 || cfg.Decoder.MaxGroupFrames < 0 {
 		return nil, fmt.Errorf("%w: negative duration or limit in %+v", ErrInvalidConfig, cfg)
 	}
 	if cfg.StaleAfter == 0 {
@@ -172,6 +191,10 @@ func New(cfg Config) (*Aggregator, error) {
 	if cfg.MaxKeys == 0 {
 		cfg.MaxKeys = DefaultMaxKeys
 	}
+	if cfg.MaxKeysPerNode == 0 {
+		cfg.MaxKeysPerNode = DefaultMaxKeysPerNode
+	}
+	cfg.MaxKeysPerNode = min(cfg.MaxKeysPerNode, cfg.MaxKeys)
 	window := max(cfg.Retention, 0) + cfg.RetentionSlack
 	if cfg.ExpireAfter > 0 && cfg.ExpireAfter <= window {
 		return nil, fmt.Errorf("%w: ExpireAfter %v does not exceed the retention window plus slack (%v): an expired key could come back continuing counts already counted",
@@ -257,7 +280,8 @@ func apply[V Traffic | Presence](a *Aggregator, node string, track Track, at tim
 		return k
 	}
 	add := fresh()
-	if a.keys+add > a.cfg.MaxKeys && a.cfg.ExpireAfter > 0 && !at.Before(a.nextCapSweep) {
+	over := func() bool { return a.keys+add > a.cfg.MaxKeys || n.keys+add > a.cfg.MaxKeysPerNode }
+	if over() && a.cfg.ExpireAfter > 0 && !at.Before(a.nextCapSweep) {
 		// Keys that may be dropped safely go before the frame does. At
 		// most once a second: a sweep costs every key held, and a
 		// producer at the cap may send a frame after frame.
@@ -265,11 +289,16 @@ func apply[V Traffic | Presence](a *Aggregator, node string, track Track, at tim
 		a.nextCapSweep = at.Add(capSweepEvery)
 		add = fresh()
 	}
+	if n.keys+add > a.cfg.MaxKeysPerNode {
+		return fmt.Errorf("%w: node %q track %q: %d keys held for the node, frame adds %d, limit per node %d",
+			ErrKeyLimit, node, track.Name(), n.keys, add, a.cfg.MaxKeysPerNode)
+	}
 	if a.keys+add > a.cfg.MaxKeys {
 		return fmt.Errorf("%w: node %q track %q: %d keys held, frame adds %d, limit %d",
 			ErrKeyLimit, node, track.Name(), a.keys, add, a.cfg.MaxKeys)
 	}
 	a.keys += add
+	n.keys += add
 
 	if at.Before(ts.last) {
 		at = ts.last
@@ -285,17 +314,17 @@ func apply[V Traffic | Presence](a *Aggregator, node string, track Track, at tim
 		cur := vec(&v)
 		ks := ts.keys[k]
 		if ks == nil {
-			ks = &keyState{cur: *cur, segments: 1}
 			// A decoded key shares the memory of its whole frame: a copy
 			// keeps one frame's worth per new key from being held.
-			ts.keys[strings.Clone(k)] = ks
+			ks = &keyState{key: strings.Clone(k), cur: *cur, segments: 1}
+			ts.keys[ks.key] = ks
 		} else {
 			a.advance(n, ts, k, ks, cur, at)
 		}
 		ks.seenSeq, ks.seenAt = ts.seq, at
 		if liveVec(track.Kind, cur) {
 			ks.idle = false
-			ts.live[k] = ks
+			ts.live[ks.key] = ks // the key's own copy: f is not kept
 		} else {
 			ks.idle, ks.quietFrom = true, at
 			delete(ts.live, k)
@@ -457,6 +486,7 @@ func (a *Aggregator) Expire(now time.Time) int {
 func (a *Aggregator) expire(now time.Time, after time.Duration) int {
 	dropped := 0
 	for _, n := range a.nodes {
+		before := dropped
 		for _, ts := range n.tracks {
 			for key, ks := range ts.keys {
 				if !ks.idle {
@@ -481,6 +511,7 @@ func (a *Aggregator) expire(now time.Time, after time.Duration) int {
 				dropped++
 			}
 		}
+		n.keys -= dropped - before
 	}
 	a.keys -= dropped
 	return dropped

@@ -16,9 +16,11 @@ import (
 //
 // Frames come off the network: no input makes it panic, a frame it
 // rejects changes nothing it has delivered, and the memory it uses is
-// bounded by its Decoder's limits (one value of at most MaxEntries keys,
-// one patch, one inflated frame of at most MaxFrameSize bytes and the
-// 32 KiB DEFLATE window). A CompressedTrack is owned by one goroutine.
+// bounded by its Decoder's limits (one value of at most MaxEntries keys of
+// at most MaxKeyLen bytes, one patch, one inflated frame of at most
+// MaxFrameSize bytes and the 32 KiB DEFLATE window). The value's keys are
+// copied out of the snapshots and patches, so no frame outlives its Apply;
+// a group holds at most MaxGroupFrames frames. A CompressedTrack is owned by one goroutine.
 type CompressedTrack struct {
 	kind Kind
 	dec  Decoder
@@ -69,6 +71,8 @@ func NewCompressedTrack(kind Kind, d Decoder) *CompressedTrack {
 //     follower that joined mid-group, frames lost, or one of them
 //     rejected) is ErrMissingSnapshot: the track waits for the next
 //     group's snapshot, and every delta until then fails the same way;
+//   - a delta at index MaxGroupFrames (of the Decoder) or beyond is
+//     ErrGroupTooLong, and the track waits for the next group;
 //   - a frame that does not inflate is ErrCompression, one that inflates
 //     past MaxFrameSize ErrFrameTooLarge, and a snapshot or patch the
 //     Decoder rejects fails as Decoder.Traffic (Presence) or
@@ -103,18 +107,26 @@ func (c *CompressedTrack) Apply(group uint64, index int, data []byte) error {
 			if err != nil {
 				return placed(err)
 			}
-			c.presence = p
+			c.presence = cloneKeys(p)
 		} else {
 			t, err := c.dec.Traffic(raw)
 			if err != nil {
 				return placed(err)
 			}
-			c.traffic = t
+			c.traffic = cloneKeys(t)
 		}
 		c.ok, c.applied = true, true
 		return nil
 	case c.started && (group < c.group || group == c.group && index < c.next):
 		return fail(ErrFrameOrder, "at or before frame "+strconv.FormatUint(c.group, 10)+"."+strconv.Itoa(c.next-1))
+	case index >= c.dec.groupLimit():
+		// Producers start a new group well before this; a group without
+		// end would make the track's value depend on ever more frames.
+		if !c.started || group > c.group {
+			c.started, c.group, c.applied = true, group, false
+		}
+		c.ok = false
+		return fail(ErrGroupTooLong, "index "+strconv.Itoa(index)+", at most "+strconv.Itoa(c.dec.groupLimit())+" frames a group")
 	case !c.ok || group != c.group || index != c.next:
 		detail := "no snapshot of the group was applied"
 		if c.started && group == c.group {
@@ -146,6 +158,17 @@ func (c *CompressedTrack) Apply(group uint64, index int, data []byte) error {
 	c.next++
 	c.ok = true
 	return nil
+}
+
+// cloneKeys gives every key of f its own memory: a decoded frame's keys
+// share the text of the whole frame, which the value, kept for a whole
+// group, would otherwise hold. Assigning to a key already in a map stores
+// the key given, so no entry is added and no second map is built.
+func cloneKeys[M ~map[string]V, V any](f M) M {
+	for k, v := range f {
+		f[strings.Clone(k)] = v
+	}
+	return f
 }
 
 // inflateError turns a zframe error into a *FrameError.

@@ -10,6 +10,8 @@ import (
 	"github.com/bytedance/sonic"
 	"github.com/bytedance/sonic/ast"
 	sonicutf8 "github.com/bytedance/sonic/utf8"
+
+	"github.com/moqstats/moqstats/zframe"
 )
 
 // Decoder limits, applied when the corresponding Decoder field is zero.
@@ -24,13 +26,24 @@ const (
 	// the frame itself as 1 and an entry as 2: ignored members may hold
 	// objects and arrays, nested this deep.
 	DefaultMaxDepth = 16
+	// DefaultMaxKeyLen is the longest key (a broadcast path or auth root,
+	// in bytes once unescaped) a frame may carry: 4 KiB, four times
+	// moqstats' MaxPathLen (a moqstats producer folds longer paths into
+	// its overflow key), room for producers that key by longer paths.
+	// Every key held costs its length for as long as it is held, so this
+	// and the Aggregator's MaxKeys bound what keys cost.
+	DefaultMaxKeyLen = 4 << 10
+	// DefaultMaxGroupFrames is the most frames a compressed track's group
+	// may hold: zframe.MaxGroupFrames, the cap moqstats, upstream's
+	// producers and httpstats put on a group (a snapshot and 255 deltas).
+	DefaultMaxGroupFrames = zframe.MaxGroupFrames
 )
 
 // Kinds of decode error. Every error a Decoder or a CompressedTrack
 // returns is a *FrameError that matches ErrInvalidFrame and exactly one
-// of the others with errors.Is. The last three come from compressed
-// tracks only: ErrCompression is about a frame's bytes, ErrMissingSnapshot
-// and ErrFrameOrder about where it sits in its track.
+// of the others with errors.Is. The last four come from compressed
+// tracks only: ErrCompression is about a frame's bytes, ErrMissingSnapshot,
+// ErrFrameOrder and ErrGroupTooLong about where it sits in its track.
 var (
 	ErrInvalidFrame  = errors.New("consumer: invalid frame")
 	ErrFrameTooLarge = errors.New("frame too large")
@@ -41,6 +54,7 @@ var (
 	ErrDuplicateKey  = errors.New("duplicate key")
 	ErrTooDeep       = errors.New("nested too deep")
 	ErrTooManyKeys   = errors.New("too many keys")
+	ErrKeyTooLong    = errors.New("key too long")
 	// ErrCompression: the frame is not the DEFLATE data its group's
 	// stream continues with.
 	ErrCompression = errors.New("invalid compressed data")
@@ -52,13 +66,16 @@ var (
 	// ErrFrameOrder: a frame at or before one already applied (a replay,
 	// or an older group); it changes nothing.
 	ErrFrameOrder = errors.New("frame out of order")
+	// ErrGroupTooLong: a frame at an index past the Decoder's
+	// MaxGroupFrames. The track resumes with the next group's snapshot.
+	ErrGroupTooLong = errors.New("group too long")
 )
 
 // FrameError is a frame the decoder rejected: why (Kind), and where (the
 // entry and member it was in, when it was in one; the node and track it
 // came from, when the Aggregator or a follower knows them).
 type FrameError struct {
-	Kind   error  // one of ErrFrameTooLarge ... ErrFrameOrder
+	Kind   error  // one of ErrFrameTooLarge ... ErrGroupTooLong
 	Node   string // set by Aggregator.Observe and the followers
 	Track  string // set with Node
 	Entry  string // the entry's key, truncated to 64 bytes; "" at the root
@@ -127,8 +144,11 @@ func (e *FrameError) Unwrap() []error { return []error{ErrInvalidFrame, e.Kind} 
 // is not an object (null included), a counter that is not an integer
 // (null, a string, a fraction or exponent, a negative number, or one
 // beyond 2^64-1), the same key twice in the frame or the same member twice
-// in an entry, more than MaxEntries keys, and containers nested deeper
-// than MaxDepth. Member names are case-sensitive: "Bytes" is an unknown
+// in an entry, more than MaxEntries keys, a key longer than MaxKeyLen
+// bytes, and containers nested deeper than MaxDepth. A rejected frame is
+// rejected whole, a key too long as any other fault: no producer that
+// respects the limits writes it, and the Aggregator keeps nothing of a
+// frame it drops (the next good frame carries every count it would have). Member names are case-sensitive: "Bytes" is an unknown
 // member, not the counter bytes.
 //
 // # How
@@ -156,6 +176,14 @@ type Decoder struct {
 	// MaxDepth caps the nesting of containers (default DefaultMaxDepth;
 	// at least 2, the depth of a well-formed frame).
 	MaxDepth int
+	// MaxKeyLen caps the length of a key in bytes, as decoded (default
+	// DefaultMaxKeyLen). Member names inside an entry are not kept, and
+	// are bounded by the frame size alone.
+	MaxKeyLen int
+	// MaxGroupFrames caps the frames of one group of a compressed track
+	// (default DefaultMaxGroupFrames): a frame at a higher index is
+	// ErrGroupTooLong, and the track waits for the next group.
+	MaxGroupFrames int
 }
 
 // DecodeTraffic decodes a per-broadcast frame with the default limits.
@@ -246,7 +274,10 @@ func patchFrame[V Traffic | Presence](d *Decoder, f map[string]V, patch []byte, 
 				set(&v, i, op.vals[i])
 			}
 		}
-		f[k] = v
+		// k is a substring of the patch's text, and assigning to a map
+		// stores the key even when it is there already: a clone keeps
+		// every patch that touched a key from being held by f.
+		f[strings.Clone(k)] = v
 	}
 	return nil
 }
@@ -263,6 +294,22 @@ func estimateEntries(n int) int { return min(n/180, 4096) }
 var strictAPI = sonic.Config{ValidateString: true}.Froze()
 
 var visitorOptions = &ast.VisitorOptions{OnlyNumber: true}
+
+// keyLimit returns the longest key a frame may carry.
+func (d *Decoder) keyLimit() int {
+	if d.MaxKeyLen <= 0 {
+		return DefaultMaxKeyLen
+	}
+	return d.MaxKeyLen
+}
+
+// groupLimit returns the most frames a compressed track's group may hold.
+func (d *Decoder) groupLimit() int {
+	if d.MaxGroupFrames <= 0 {
+		return DefaultMaxGroupFrames
+	}
+	return d.MaxGroupFrames
+}
 
 func (d *Decoder) limits() (size, entries, depth int) {
 	size, entries, depth = d.MaxFrameSize, d.MaxEntries, d.MaxDepth
@@ -310,7 +357,7 @@ func (d *Decoder) decode(frame []byte, out sink, lookup func(string) int, patch 
 	if off := unpairedSurrogate(s); off >= 0 {
 		return &FrameError{Kind: ErrInvalidUTF8, Detail: "\\u escape of an unpaired surrogate at byte " + strconv.Itoa(off)}
 	}
-	v := frameVisitor{out: out, lookup: lookup, maxEntries: maxEntries, maxDepth: maxDepth, sorted: true, patch: patch}
+	v := frameVisitor{out: out, lookup: lookup, maxEntries: maxEntries, maxDepth: maxDepth, maxKeyLen: d.keyLimit(), sorted: true, patch: patch}
 	if err := ast.Preorder(s, &v, visitorOptions); err != nil {
 		if fe, ok := err.(*FrameError); ok {
 			return fe
@@ -525,6 +572,7 @@ type frameVisitor struct {
 	lookup     func(string) int
 	maxEntries int
 	maxDepth   int
+	maxKeyLen  int
 	patch      bool // a merge patch: a null entry removes its key
 
 	depth    int
@@ -694,6 +742,9 @@ func (v *frameVisitor) OnObjectKey(k string) error {
 	switch v.depth {
 	case 1:
 		v.key, v.inEntry = k, true
+		if len(k) > v.maxKeyLen {
+			return v.fail(ErrKeyTooLong, strconv.Itoa(len(k))+" bytes, limit "+strconv.Itoa(v.maxKeyLen))
+		}
 		if v.sorted && (v.entries == 0 || k > v.last) {
 			v.last = k
 		} else if v.sorted = false; v.out.has(k) {

@@ -207,17 +207,28 @@
 //
 // # Bounds
 //
-// The Decoder caps frame size, entries and nesting; the Aggregator caps
-// the keys it holds (Config.MaxKeys) and drops a frame that would exceed
-// it whole, which loses nothing but rate resolution since counters are
-// cumulative. Without ExpireAfter it never forgets a key, so MaxKeys is
-// eventually reached by a producer with ever new paths; with it, the
-// keys held are those seen within about ExpireAfter. A CompressedTrack
-// holds one value of at most MaxEntries keys, the last 32 KiB of its
-// group's inflated output and one inflated frame of at most MaxFrameSize
-// bytes, per compressed track followed. The HTTP follower caps the index,
-// the tracks per node and every event at the Decoder's frame size,
-// without buffering what it skips.
+// Nodes may be buggy or compromised: what a follower holds is bounded by
+// its limits, whatever they send. The Decoder caps frame size, entries,
+// nesting and the length of a key (MaxKeyLen: a frame with a longer key
+// is refused whole, like any frame it rejects). No frame is kept past the
+// call that decoded it: the Aggregator, and a CompressedTrack's value,
+// hold keys copied out of it. The Aggregator caps the keys it holds, per
+// node (Config.MaxKeysPerNode, so that one node sending ever new keys
+// cannot starve the others) and in total (Config.MaxKeys), and drops a
+// frame that would exceed either whole, which loses nothing but rate
+// resolution since counters are cumulative. Without ExpireAfter it never
+// forgets a key, so MaxKeys is eventually reached by a producer with ever
+// new paths; with it, the keys held are those seen within about
+// ExpireAfter. A key held costs its length plus a few hundred bytes (the
+// README gives the bound, which a test holds). A CompressedTrack holds
+// one value of at most MaxEntries keys, the last 32 KiB of its group's
+// inflated output and one inflated frame of at most MaxFrameSize bytes,
+// per compressed track followed, and refuses a group past MaxGroupFrames
+// frames. The HTTP follower caps the index, the tracks per node and every
+// event at the Decoder's frame size, without buffering what it skips:
+// a line or an event past the limit is read and dropped as it arrives,
+// and a stream keeps at most 1 MiB of event buffer between events. Its
+// default client refuses redirects.
 //
 // # Followers and lost frames
 //

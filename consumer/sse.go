@@ -1,8 +1,6 @@
 package consumer
 
 import (
-	"bufio"
-	"bytes"
 	"cmp"
 	"context"
 	"encoding/base64"
@@ -19,6 +17,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/moqstats/moqstats/internal/sse"
 )
 
 // HTTP follower defaults, applied when the HTTPOptions field is zero.
@@ -33,7 +33,10 @@ const (
 // HTTPOptions configures FollowHTTP.
 type HTTPOptions struct {
 	// Client makes the requests; default a client with no overall
-	// timeout (streams are long-lived; IdleTimeout guards them).
+	// timeout (streams are long-lived; IdleTimeout guards them) that
+	// refuses redirects (ErrRedirect): a node that could redirect its
+	// followers could make them send requests to any host they reach. A
+	// Client given here follows its own CheckRedirect.
 	Client *http.Client
 	// Prefix is the producers' prefix, to name the node from the
 	// advertised path; "" means moqstats.DefaultPrefix.
@@ -69,7 +72,7 @@ type HTTPOptions struct {
 
 func (o *HTTPOptions) defaults() {
 	if o.Client == nil {
-		o.Client = &http.Client{}
+		o.Client = &http.Client{CheckRedirect: refuseRedirect}
 	}
 	if o.MinBackoff <= 0 {
 		o.MinBackoff = DefaultMinBackoff
@@ -92,6 +95,11 @@ func (o *HTTPOptions) defaults() {
 	}
 }
 
+// refuseRedirect is the default client's CheckRedirect.
+func refuseRedirect(req *http.Request, via []*http.Request) error {
+	return fmt.Errorf("%w: %s redirected to %s", ErrRedirect, via[len(via)-1].URL.Redacted(), req.URL.Redacted())
+}
+
 func (o *HTTPOptions) report(err error) {
 	if o.OnError != nil {
 		o.OnError(err)
@@ -103,6 +111,15 @@ type Index struct {
 	Path   string   `json:"path"`   // the advertised stats broadcast path
 	Tracks []string `json:"tracks"` // its tracks
 }
+
+// ErrIdleTimeout is reported (through HTTPOptions.OnError) for a stream
+// dropped because nothing arrived for HTTPOptions.IdleTimeout, during
+// the response headers or after.
+var ErrIdleTimeout = errors.New("consumer: idle timeout")
+
+// ErrRedirect is reported for a request the node answered with a
+// redirect, which the default client does not follow.
+var ErrRedirect = errors.New("consumer: redirect refused")
 
 // ErrSkippedTrack is reported (through HTTPOptions.OnError) for a track
 // the follower does not follow: a name that is not a stats track, or one
@@ -133,8 +150,11 @@ var ErrSkippedTrack = errors.New("consumer: track skipped")
 // resolution, since the next frame carries its counts.
 //
 // Memory is bounded: an event larger than the Aggregator's frame limit is
-// skipped (and reported) without being buffered, the index is capped by
-// MaxIndexSize and its tracks by MaxTracks.
+// skipped (and reported) without being buffered, a stream keeps at most
+// 1 MiB of event buffer between events, the index is capped by
+// MaxIndexSize and its tracks by MaxTracks (see "Bounds" in the package
+// doc). Errors name the limit they hit: ErrIdleTimeout, ErrRedirect, a
+// *FrameError of kind ErrFrameTooLarge, a line without end.
 func FollowHTTP(ctx context.Context, agg *Aggregator, base string, opts HTTPOptions) error {
 	opts.defaults()
 	base = strings.TrimSuffix(base, "/")
@@ -175,7 +195,8 @@ func nodeOf(opts *HTTPOptions, idx *Index) (string, error) {
 }
 
 func fetchIndex(ctx context.Context, opts *HTTPOptions, base string) (*Index, error) {
-	ctx, cancel := context.WithTimeout(ctx, opts.IdleTimeout)
+	parent := ctx
+	ctx, cancel := context.WithTimeoutCause(ctx, opts.IdleTimeout, fmt.Errorf("%w: no index within %v", ErrIdleTimeout, opts.IdleTimeout))
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/", nil)
 	if err != nil {
@@ -184,6 +205,9 @@ func fetchIndex(ctx context.Context, opts *HTTPOptions, base string) (*Index, er
 	req.Header.Set("Accept", "application/json")
 	resp, err := opts.Client.Do(req)
 	if err != nil {
+		if cause := context.Cause(ctx); cause != nil && parent.Err() == nil {
+			err = fmt.Errorf("%w: %w", cause, err)
+		}
 		return nil, fmt.Errorf("consumer: index: %w", err)
 	}
 	defer resp.Body.Close()
@@ -315,8 +339,9 @@ func (s *stream) run(ctx context.Context) (any bool) {
 // connect makes one request and reads its events. ended reports an end
 // event; delivered, that at least one data event arrived.
 func (s *stream) connect(ctx context.Context) (ended, delivered bool, err error) {
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
+	parent := ctx
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, s.url, nil)
 	if err != nil {
 		return false, false, fmt.Errorf("consumer: node %q track %q: %w", s.node, s.track, err)
@@ -328,11 +353,17 @@ func (s *stream) connect(ctx context.Context) (ended, delivered bool, err error)
 	}
 	// The idle timer cancels the request when nothing arrives for too
 	// long, headers included: a half-open connection never returns an
-	// error by itself.
-	idle := time.AfterFunc(s.opts.IdleTimeout, cancel)
+	// error by itself. Its cause names the limit, where the request's
+	// error would only say "context canceled".
+	idle := time.AfterFunc(s.opts.IdleTimeout, func() {
+		cancel(fmt.Errorf("%w: nothing for %v", ErrIdleTimeout, s.opts.IdleTimeout))
+	})
 	defer idle.Stop()
 	resp, err := s.opts.Client.Do(req)
 	if err != nil {
+		if cause := context.Cause(ctx); cause != nil && parent.Err() == nil {
+			err = fmt.Errorf("%w, waiting for the response headers: %w", cause, err)
+		}
 		return false, false, fmt.Errorf("consumer: node %q track %q: %w", s.node, s.track, err)
 	}
 	defer resp.Body.Close()
@@ -347,22 +378,22 @@ func (s *stream) connect(ctx context.Context) (ended, delivered bool, err error)
 	s.gap()
 
 	maxFrame, _, _ := s.agg.cfg.Decoder.limits()
-	r := &eventReader{r: bufio.NewReaderSize(resp.Body, 64<<10), max: maxFrame}
+	r := sse.NewReader(resp.Body, maxFrame)
 	for {
-		ev, err := r.next(func() { idle.Reset(s.opts.IdleTimeout) })
+		ev, err := r.Next(func() { idle.Reset(s.opts.IdleTimeout) })
 		if err != nil {
-			if ctx.Err() != nil && err != io.EOF {
-				err = fmt.Errorf("no data for %v: %w", s.opts.IdleTimeout, err)
+			if cause := context.Cause(ctx); cause != nil && parent.Err() == nil && err != io.EOF {
+				err = fmt.Errorf("%w: %w", cause, err)
 			}
 			return false, delivered, fmt.Errorf("consumer: node %q track %q: stream: %w", s.node, s.track, err)
 		}
-		if ev.retry > 0 {
-			s.retry = ev.retry
+		if ev.Retry > 0 {
+			s.retry = ev.Retry
 		}
-		if ev.event == "" && !ev.hasData && !ev.hasID {
+		if ev.Type == "" && !ev.HasData && !ev.HasID {
 			continue // a comment (": ping") or a bare retry:
 		}
-		if ev.event == "end" {
+		if ev.Type == "end" {
 			s.feed.end(s.opts.Now())
 			if s.lastID != "" {
 				s.gone, s.goneID, s.goneSum = true, s.lastID, s.sum
@@ -370,10 +401,10 @@ func (s *stream) connect(ctx context.Context) (ended, delivered bool, err error)
 			s.lastID, s.hasLast = "", false // a new broadcast numbers from scratch
 			return true, delivered, nil
 		}
-		if ev.event != "" && ev.event != "message" {
+		if ev.Type != "" && ev.Type != "message" {
 			continue
 		}
-		if s.gone && ev.hasID && ev.id == s.goneID && !ev.tooLarge && frameSum(ev.data) == s.goneSum {
+		if s.gone && ev.HasID && ev.ID == s.goneID && !ev.TooLarge && frameSum(ev.Data) == s.goneSum {
 			continue // the ended broadcast's last frame, served again
 		}
 		s.gone = false
@@ -386,8 +417,8 @@ func (s *stream) connect(ctx context.Context) (ended, delivered bool, err error)
 // feed tells the Aggregator of frames skipped: an id that does not follow
 // the last one (a resync, a reconnect, a new broadcast numbered from the
 // clock), an event skipped unread, or a compressed group broken.
-func (s *stream) apply(ev *event) {
-	id, placed := parseEventID(ev.id)
+func (s *stream) apply(ev *sse.Event) {
+	id, placed := parseEventID(ev.ID)
 	if placed && s.hasLast {
 		switch cmpID(id, s.last) {
 		case 0:
@@ -398,17 +429,17 @@ func (s *stream) apply(ev *event) {
 		}
 	}
 	s.setID(ev)
-	if ev.tooLarge {
+	if ev.TooLarge {
 		s.opts.report(&FrameError{Kind: ErrFrameTooLarge, Node: s.node, Track: s.track,
-			Detail: "event " + strconv.Quote(truncate(ev.id)) + " over the Aggregator's frame limit, skipped unread"})
+			Detail: "event " + strconv.Quote(truncate(ev.ID)) + " over the Aggregator's frame limit, skipped unread"})
 		return
 	}
-	s.sum = frameSum(ev.data)
-	data := ev.data
+	s.sum = frameSum(ev.Data)
+	data := ev.Data
 	if s.feed.z != nil {
 		if !placed {
 			s.opts.report(&FrameError{Kind: ErrFrameOrder, Node: s.node, Track: s.track,
-				Detail: "event id " + strconv.Quote(truncate(ev.id)) + " is not G.F: a compressed frame cannot be placed in its group"})
+				Detail: "event id " + strconv.Quote(truncate(ev.ID)) + " is not G.F: a compressed frame cannot be placed in its group"})
 			return
 		}
 		need := base64.StdEncoding.DecodedLen(len(data))
@@ -416,7 +447,7 @@ func (s *stream) apply(ev *event) {
 			s.buf = make([]byte, need)
 		}
 		n, err := base64.StdEncoding.Decode(s.buf[:need], data)
-		if cap(s.buf) > maxKeptBuffer {
+		if cap(s.buf) > sse.MaxKeptData {
 			defer func() { s.buf = nil }() // a large frame's buffer is not kept for every stream
 		}
 		if err != nil {
@@ -437,10 +468,6 @@ func (s *stream) apply(ev *event) {
 	}
 }
 
-// maxKeptBuffer is the largest decoding buffer a stream keeps between
-// events.
-const maxKeptBuffer = 1 << 20
-
 // gap tells the Aggregator that frames of the track may have been lost.
 func (s *stream) gap() { s.feed.gap(s.opts.Now()) }
 
@@ -448,12 +475,12 @@ var frameSeed = maphash.MakeSeed()
 
 func frameSum(b []byte) uint64 { return maphash.Bytes(frameSeed, b) }
 
-func (s *stream) setID(ev *event) {
-	if !ev.hasID {
+func (s *stream) setID(ev *sse.Event) {
+	if !ev.HasID {
 		return
 	}
-	s.lastID = ev.id
-	s.last, s.hasLast = parseEventID(ev.id)
+	s.lastID = ev.ID
+	s.last, s.hasLast = parseEventID(ev.ID)
 }
 
 // parseEventID parses "G.F" (group, frame index).
@@ -472,100 +499,6 @@ func parseEventID(id string) ([2]int64, bool) {
 
 func cmpID(a, b [2]int64) int {
 	return cmp.Or(cmp.Compare(a[0], b[0]), cmp.Compare(a[1], b[1]))
-}
-
-// event is one Server-Sent Event.
-type event struct {
-	id       string
-	hasID    bool
-	event    string
-	data     []byte
-	hasData  bool
-	tooLarge bool // data went over the limit and was dropped
-	retry    time.Duration
-}
-
-// eventReader parses a text/event-stream body (lines ending in \n or
-// \r\n). Data beyond max bytes is counted, not kept, so a hostile stream
-// costs bounded memory.
-type eventReader struct {
-	r   *bufio.Reader
-	max int
-	ev  event
-}
-
-// next returns the next event, calling alive after every line read.
-func (er *eventReader) next(alive func()) (*event, error) {
-	er.ev = event{data: er.ev.data[:0]}
-	ev := &er.ev
-	for {
-		line, long, err := er.line()
-		if err != nil {
-			return nil, err
-		}
-		alive()
-		if len(line) == 0 && !long {
-			if ev.hasData && len(ev.data) > 0 && ev.data[len(ev.data)-1] == '\n' {
-				ev.data = ev.data[:len(ev.data)-1]
-			}
-			return ev, nil
-		}
-		if line[0] == ':' {
-			continue // comment
-		}
-		field, value, _ := bytes.Cut(line, []byte(":"))
-		value = bytes.TrimPrefix(value, []byte(" "))
-		switch string(field) {
-		case "data":
-			ev.hasData = true
-			if long || len(ev.data)+len(value)+1 > er.max+1 {
-				ev.tooLarge, ev.data = true, ev.data[:0]
-			}
-			if !ev.tooLarge {
-				ev.data = append(append(ev.data, value...), '\n')
-			}
-		case "id":
-			if !long && !bytes.ContainsRune(value, 0) {
-				ev.id, ev.hasID = string(value), true
-			}
-		case "event":
-			if !long {
-				ev.event = string(value)
-			}
-		case "retry":
-			if ms, err := strconv.ParseUint(string(value), 10, 32); err == nil && !long {
-				ev.retry = time.Duration(ms) * time.Millisecond
-			}
-		}
-	}
-}
-
-// line returns the next line without its ending. A line longer than the
-// limit is drained and returned truncated, with long set.
-func (er *eventReader) line() (line []byte, long bool, err error) {
-	b, err := er.r.ReadSlice('\n')
-	if err == bufio.ErrBufferFull {
-		// Longer than the reader's buffer: keep up to max+1 bytes.
-		keep := append([]byte(nil), b...)
-		for err == bufio.ErrBufferFull {
-			b, err = er.r.ReadSlice('\n')
-			if len(keep) <= er.max {
-				keep = append(keep, b[:min(len(b), er.max+1-len(keep))]...)
-			}
-		}
-		if err != nil {
-			return nil, false, err
-		}
-		long = len(keep) > er.max
-		b = keep
-	} else if err != nil {
-		if err == io.EOF && len(b) > 0 {
-			err = io.ErrUnexpectedEOF
-		}
-		return nil, false, err
-	}
-	b = bytes.TrimSuffix(bytes.TrimSuffix(b, []byte("\n")), []byte("\r"))
-	return b, long, nil
 }
 
 // backoff is exponential backoff with jitter.

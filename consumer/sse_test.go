@@ -1,13 +1,11 @@
 package consumer
 
 import (
-	"bufio"
 	"context"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
@@ -412,43 +410,6 @@ func TestFollowHTTPRetriesABadIndex(t *testing.T) {
 		if !strings.Contains(errs.errs[i].Error(), want) {
 			t.Errorf("error %d: %v, want it to mention %q", i, errs.errs[i], want)
 		}
-	}
-}
-
-func TestEventReader(t *testing.T) {
-	in := ": comment\r\n" +
-		"retry: 1500\n\n" +
-		"id: 3.0\r\ndata: {\"a\":\r\ndata: 1}\n\n" +
-		"event: end\ndata\n\n" +
-		"id: bad\x00id\nevent: other\ndata:x\n\n" +
-		"data: " + strings.Repeat("y", 100) + "\nid: 4.0\n\n" +
-		"data: tail"
-	r := &eventReader{r: bufio.NewReaderSize(strings.NewReader(in), 16), max: 50}
-	type got struct {
-		id, event, data string
-		hasID, tooLarge bool
-		retry           time.Duration
-	}
-	var evs []got
-	for {
-		ev, err := r.next(func() {})
-		if err != nil {
-			if !errors.Is(err, io.ErrUnexpectedEOF) {
-				t.Fatalf("final error %v, want unexpected EOF", err)
-			}
-			break
-		}
-		evs = append(evs, got{ev.id, ev.event, string(ev.data), ev.hasID, ev.tooLarge, ev.retry})
-	}
-	want := []got{
-		{retry: 1500 * time.Millisecond},
-		{id: "3.0", hasID: true, data: "{\"a\":\n1}"},
-		{event: "end"},
-		{event: "other", data: "x"},
-		{id: "4.0", hasID: true, tooLarge: true},
-	}
-	if fmt.Sprint(evs) != fmt.Sprint(want) {
-		t.Fatalf("events\n %+v\nwant\n %+v", evs, want)
 	}
 }
 

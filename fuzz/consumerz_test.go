@@ -495,3 +495,58 @@ func TestOraclePatchRoundTrips(t *testing.T) {
 		t.Errorf("the oracle holds duplicate keys strict: %s", mutate(patch, 0, 0))
 	}
 }
+
+// FuzzCompressedTrackKeepsWithinLimits drives groups of compressed
+// snapshots and patches, most of them sound DEFLATE of hostile JSON, at a
+// Decoder with small limits, and checks after every frame what the track
+// keeps: at most MaxEntries keys of at most MaxKeyLen bytes each, and a
+// group applied no further than MaxGroupFrames frames. Every frame past
+// that is refused with ErrGroupTooLong, and a group that starts over
+// applies again.
+func FuzzCompressedTrackKeepsWithinLimits(f *testing.F) {
+	f.Add([]byte("{\"a\":{}}\x00{\"bb\":{\"bytes\":1}}\x00{\"ccccccccc\":{}}\x00{\"a\":null}\x00{}\x00{}\x00{}"))
+	f.Add([]byte("!{\"a\":{}}\x00{\"b\":{}}\x00!{}\x00{\"c\":{},\"d\":{},\"e\":{},\"f\":{},\"g\":{},\"h\":{},\"i\":{},\"j\":{}}"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		d := consumer.Decoder{MaxFrameSize: 1 << 12, MaxEntries: 8, MaxKeyLen: 8, MaxGroupFrames: 4}
+		c := consumer.NewCompressedTrack(consumer.Publisher, d)
+		w := zframe.NewWriter(1 << 20)
+		group, index := uint64(0), 0
+		for i, piece := range bytes.Split(data, []byte{0}) {
+			if i == 0 || len(piece) > 0 && piece[0] == '!' || w.Snapshotting() {
+				piece = bytes.TrimPrefix(piece, []byte("!"))
+				group, index = group+1, 0
+			} else {
+				index++
+			}
+			if len(piece) == 0 {
+				piece = []byte("{}")
+			}
+			var frame []byte
+			if index == 0 {
+				frame = w.Snapshot(piece)
+			} else {
+				frame = w.Delta(piece)
+			}
+			w.Commit(true)
+			err := c.Apply(group, index, frame)
+			if index >= d.MaxGroupFrames && !errors.Is(err, consumer.ErrGroupTooLong) {
+				t.Fatalf("frame %d.%d past MaxGroupFrames %d: %v, want ErrGroupTooLong", group, index, d.MaxGroupFrames, err)
+			}
+			if err != nil && !errors.Is(err, consumer.ErrInvalidFrame) {
+				t.Fatalf("frame %d.%d: %v is not a frame error", group, index, err)
+			}
+			if _, at, ok := c.Current(); ok && at >= d.MaxGroupFrames {
+				t.Fatalf("the track is current at frame %d of a group, past MaxGroupFrames %d", at, d.MaxGroupFrames)
+			}
+			v := c.Traffic()
+			if len(v) > d.MaxEntries {
+				t.Fatalf("frame %d.%d: %d keys kept, past MaxEntries %d", group, index, len(v), d.MaxEntries)
+			}
+			for k := range v {
+				if len(k) > d.MaxKeyLen {
+					t.Fatalf("frame %d.%d: a key of %d bytes kept, past MaxKeyLen %d", group, index, len(k), d.MaxKeyLen)
+				}
+			}
+		}
+	})
+}

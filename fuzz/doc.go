@@ -20,6 +20,11 @@
 //     sequences and frame bytes, and on compressed value sequences (failed,
 //     lost, mutated and corrupted frames) against encoding/json and an RFC
 //     7396 merge.
+//   - FuzzCompressedTrackKeepsWithinLimits, FuzzSSEReader: what the
+//     consumer keeps from a hostile node, within its limits: a compressed
+//     track's keys, their length and its groups' frames; the event-stream
+//     reader's events, their data and ids (against a reader that holds
+//     every line), with long lines and events the common case.
 //   - FuzzZframeDecoder, FuzzZframeRoundTrip: the compressed tracks'
 //     inflater on hostile frames against compress/flate, within its size
 //     cap, and the writer's groups decoded back exactly.

@@ -57,8 +57,10 @@
 //     and the index of its latest frame, so two different bodies never
 //     share one, even across a Close and a new Publish or a restart. Its
 //     form is not part of the contract. If-None-Match (a list, weak
-//     comparison, or *) is answered 304; conditional and range requests
-//     are handled by http.ServeContent. Responses carry
+//     comparison, or *) is answered 304; conditional requests are handled
+//     by http.ServeContent. A Range header is ignored: the answer is the
+//     whole frame, 200 (a frame is small, and many tiny ranges would
+//     make a multipart answer many times its size). Responses carry
 //     Cache-Control: no-cache, so caches revalidate, and Vary: Accept.
 //
 // # Server-Sent Events
@@ -137,10 +139,24 @@
 // the client is in if that is still current, and otherwise the newest
 // group from frame 0, since deltas cannot be skipped. A client that keeps
 // up receives every frame; one that falls behind loses frames, never the
-// latest state, and costs at most StreamBuffer queued frames. Queued
-// frames are the track's own copies, shared by every stream and written
-// to each client from there, so a large frame costs its size once, not
-// once per stream.
+// latest state. Queued frames are the track's own copies, shared by every
+// stream and written to each client from there, so a frame queued for
+// many streams costs its size once; but streams that fell behind at
+// different times hold different frames, after the track dropped them.
+//
+// So what streams hold is bounded in bytes. Every frame a stream holds,
+// queued or taken by its handler and not yet written, counts against
+// StreamBytes for the stream and QueueBytes for all streams of the
+// Origin. A frame is queued only within both: when it would exceed
+// StreamBytes (or StreamBuffer frames) the stream resyncs; when it would
+// exceed QueueBytes, the queues of the streams holding the most queued
+// bytes, the readers furthest behind, are dropped first (they resync),
+// and if that is not enough the stream resyncs. A resync's frames are the
+// track's current state (the latest frame, or a ".z" track's group),
+// which the track holds anyway: they are counted but never refused. So
+// the frames streams hold beyond the tracks' own are at most QueueBytes,
+// plus for each stream the current state of its track when it last
+// resynced, kept until that is written (within WriteTimeout).
 //
 // # Limits
 //
@@ -153,6 +169,13 @@
 //     MaxLastEventID, is 431. The query string is ignored.
 //   - Each write to a stream's client must finish within WriteTimeout,
 //     which ends the streams of clients that stopped reading.
+//   - The frames streams hold are capped per stream by StreamBytes and
+//     in total by QueueBytes (see Slow clients).
+//   - The handler sets no timeouts on the connection: run it in an
+//     http.Server with ReadHeaderTimeout (a client that never finishes
+//     its headers otherwise holds a connection and a goroutine) and
+//     IdleTimeout, and without WriteTimeout, which would cut every
+//     stream after that long; streams have their own write deadlines.
 //
 // # Authorization
 //

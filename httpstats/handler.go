@@ -155,6 +155,10 @@ func (o *Origin) serveFrame(w http.ResponseWriter, r *http.Request, name string)
 		body = v.frames[0]
 	}
 	h.Set("ETag", v.etag())
+	// A frame is served whole: a Range of many tiny ranges would make a
+	// multipart answer many times the frame's size, at the server's
+	// cost, and no client of stats needs part of a frame.
+	r.Header.Del("Range")
 	http.ServeContent(w, r, "", time.Time{}, bytes.NewReader(body))
 }
 

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/moqstats/moqstats"
@@ -20,6 +21,13 @@ const (
 	DefaultHeartbeat    = 15 * time.Second
 	DefaultRetry        = 3 * time.Second
 	DefaultWriteTimeout = 10 * time.Second
+	// DefaultStreamBytes caps the frame bytes one stream holds, queued
+	// or being written: 8 MiB, some 40 frames of a node with a thousand
+	// broadcasts.
+	DefaultStreamBytes = 8 << 20
+	// DefaultQueueBytes caps the frame bytes all streams of an Origin
+	// hold, queued or being written.
+	DefaultQueueBytes = 64 << 20
 )
 
 // Limits on what a writer and a request may carry.
@@ -78,6 +86,19 @@ type Options struct {
 	// dropped and the client is resynchronized (see the package doc). 0
 	// means DefaultStreamBuffer.
 	StreamBuffer int
+	// StreamBytes caps the bytes of the frames one stream holds, queued
+	// for its client or taken to be written: a frame that would take it
+	// past the cap is not queued and the stream resynchronizes, as for a
+	// full StreamBuffer. 0 means DefaultStreamBytes.
+	StreamBytes int
+	// QueueBytes caps the same bytes summed over all streams. A frame
+	// that would take the sum past it first drops the queues of the
+	// streams holding the most queued bytes (the readers furthest
+	// behind), slowest first, which resynchronize; if that is not
+	// enough, the stream it was for resynchronizes. See "Slow clients"
+	// in the package doc for what this bounds. 0 means
+	// DefaultQueueBytes.
+	QueueBytes int
 	// Heartbeat is how long a stream stays silent before a ": ping"
 	// comment keeps proxies from timing it out. 0 means
 	// DefaultHeartbeat.
@@ -131,6 +152,13 @@ type Origin struct {
 	// streams counts open event streams, capped by opts.MaxStreams.
 	streams    int
 	isShutdown bool
+
+	// held is the bytes of frames held by all streams, queued or taken
+	// and not yet written (see stream.queued and stream.inflight), capped
+	// by opts.QueueBytes. Streams change it under their broadcast's mu;
+	// atomic since streams of a closed broadcast release theirs under
+	// its own.
+	held atomic.Int64
 }
 
 // New returns an Origin with the given options. It fails if a count or a
@@ -141,6 +169,10 @@ func New(opts Options) (*Origin, error) {
 		return nil, fmt.Errorf("httpstats: negative MaxStreams %d", opts.MaxStreams)
 	case opts.StreamBuffer < 0:
 		return nil, fmt.Errorf("httpstats: negative StreamBuffer %d", opts.StreamBuffer)
+	case opts.StreamBytes < 0:
+		return nil, fmt.Errorf("httpstats: negative StreamBytes %d", opts.StreamBytes)
+	case opts.QueueBytes < 0:
+		return nil, fmt.Errorf("httpstats: negative QueueBytes %d", opts.QueueBytes)
 	case opts.Heartbeat < 0:
 		return nil, fmt.Errorf("httpstats: negative Heartbeat %v", opts.Heartbeat)
 	case opts.Retry < 0:
@@ -160,6 +192,8 @@ func New(opts Options) (*Origin, error) {
 	}
 	def(&opts.MaxStreams, DefaultMaxStreams)
 	def(&opts.StreamBuffer, DefaultStreamBuffer)
+	def(&opts.StreamBytes, DefaultStreamBytes)
+	def(&opts.QueueBytes, DefaultQueueBytes)
 	defDur(&opts.Heartbeat, DefaultHeartbeat)
 	defDur(&opts.Retry, DefaultRetry)
 	defDur(&opts.WriteTimeout, DefaultWriteTimeout)

@@ -26,6 +26,14 @@ type stream struct {
 	// amount of memory and gets the current state, not a stale backlog.
 	queue []event
 	limit int
+	// queued is the bytes of the frames in queue; inflight, of the frames
+	// the handler took and has not released yet (it is writing them).
+	// Their sum stays within maxBytes for queued frames, and counts in
+	// the Origin's held, within its QueueBytes; a resync's frames are
+	// counted in flight but not refused (see push).
+	queued   int
+	inflight int
+	maxBytes int
 	// resync means the queue is not used: the next take delivers the
 	// track's current state as seen from sent (see track.appendCurrent),
 	// and writes until then only wake the handler. A new stream starts
@@ -45,18 +53,55 @@ type stream struct {
 // push queues ev, or drops the queue for a resync if it is full. The
 // caller holds the broadcast's mu.
 func (s *stream) push(ev event) {
+	n := len(ev.frame)
 	switch {
 	case s.resync:
 		// The resync reads the track when taken, ev included.
-	case len(s.queue) < s.limit:
+	case len(s.queue) < s.limit && s.queued+s.inflight+n <= s.maxBytes && s.b.reserve(s, n):
 		s.queue = append(s.queue, ev)
+		s.queued += n
 	default:
-		clear(s.queue) // release the frames
-		s.queue = s.queue[:0]
-		s.resync = true
-		s.resyncs++
+		s.drop()
 	}
 	s.signal()
+}
+
+// drop empties the queue and marks the stream for a resync. The caller
+// holds the broadcast's mu.
+func (s *stream) drop() {
+	clear(s.queue) // release the frames
+	s.queue = s.queue[:0]
+	s.b.origin.held.Add(-int64(s.queued))
+	s.queued = 0
+	s.resync = true
+	s.resyncs++
+}
+
+// reserve counts n more bytes in the Origin's held for s, within
+// QueueBytes: if they do not fit, the queues of the broadcast's other
+// streams are dropped, the stream holding the most queued bytes first (the
+// reader furthest behind), until they do. It reports false, reserving
+// nothing, if s itself holds the most, or nothing queued is left to drop.
+// The caller holds the broadcast's mu.
+func (b *Broadcast) reserve(s *stream, n int) bool {
+	o := b.origin
+	for o.held.Load()+int64(n) > int64(o.opts.QueueBytes) {
+		var slowest *stream
+		for _, t := range b.tracks {
+			for other := range t.streams {
+				if other.queued > 0 && (slowest == nil || other.queued > slowest.queued) {
+					slowest = other
+				}
+			}
+		}
+		if slowest == nil || slowest == s || slowest.queued <= s.queued {
+			return false
+		}
+		slowest.drop()
+		slowest.signal()
+	}
+	o.held.Add(int64(n))
+	return true
 }
 
 // signal wakes the handler without blocking. The caller holds the
@@ -71,21 +116,45 @@ func (s *stream) signal() {
 // take appends to dst the events due to the client, and reports whether
 // the broadcast has closed (every queued event is then in dst, and no
 // more will come).
+//
+// The frames taken stay counted against the stream's and the Origin's
+// budgets until release.
 func (s *stream) take(dst []event) ([]event, bool) {
 	s.b.mu.Lock()
 	defer s.b.mu.Unlock()
 	if s.resync {
 		s.resync = false
+		from := len(dst)
 		dst = s.t.appendCurrent(dst, s.sent, s.hasSent)
+		// The track's current frames, which it holds anyway while they
+		// are current: counted, so that queues make room for them, but
+		// not refused, or a client could never catch up.
+		n := 0
+		for _, ev := range dst[from:] {
+			n += len(ev.frame)
+		}
+		s.inflight += n
+		s.b.origin.held.Add(int64(n))
 	} else {
 		dst = append(dst, s.queue...)
 		clear(s.queue)
 		s.queue = s.queue[:0]
+		s.inflight += s.queued
+		s.queued = 0
 	}
 	if n := len(dst); n > 0 {
 		s.sent, s.hasSent = dst[n-1].position, true
 	}
 	return dst, s.ended
+}
+
+// release uncounts the frames taken, once they are written (or the
+// stream is over).
+func (s *stream) release() {
+	s.b.mu.Lock()
+	s.b.origin.held.Add(-int64(s.inflight))
+	s.inflight = 0
+	s.b.mu.Unlock()
 }
 
 // subscribe registers a stream on track name of the current broadcast,
@@ -110,14 +179,15 @@ func (o *Origin) subscribe(name string, after position, has bool) (*stream, int,
 	}
 	o.streams++
 	s := &stream{
-		b:       b,
-		t:       t,
-		wake:    make(chan struct{}, 1),
-		queue:   make([]event, 0, o.opts.StreamBuffer),
-		limit:   o.opts.StreamBuffer,
-		resync:  true,
-		sent:    after,
-		hasSent: has,
+		b:        b,
+		t:        t,
+		wake:     make(chan struct{}, 1),
+		queue:    make([]event, 0, o.opts.StreamBuffer),
+		limit:    o.opts.StreamBuffer,
+		maxBytes: o.opts.StreamBytes,
+		resync:   true,
+		sent:     after,
+		hasSent:  has,
 	}
 	// Registering under both locks: a broadcast found current is open,
 	// and its Close (which takes both) will see this stream.
@@ -136,6 +206,8 @@ func (o *Origin) unsubscribe(s *stream) {
 	delete(s.t.streams, s)
 	clear(s.queue)
 	s.queue = nil
+	o.held.Add(-int64(s.queued + s.inflight))
+	s.queued, s.inflight = 0, 0
 	s.b.mu.Unlock()
 
 	o.mu.Lock()
@@ -191,6 +263,7 @@ func (o *Origin) serveStream(w http.ResponseWriter, r *http.Request, name string
 		events, ended = s.take(events[:0])
 		err := c.events(s.t.kind, events, ended)
 		clear(events) // do not keep frames alive while waiting
+		s.release()
 		if err != nil || ended {
 			return
 		}

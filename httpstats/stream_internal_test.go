@@ -2,7 +2,12 @@ package httpstats
 
 import (
 	"fmt"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"net/http/httptest"
 	"strconv"
+	"sync"
 	"testing"
 	"time"
 )
@@ -161,5 +166,148 @@ func TestETagCarriesIncarnation(t *testing.T) {
 	v2, _, _ := o.lookup("t.json")
 	if v1.group != v2.group || v1.etag() == v2.etag() {
 		t.Errorf("ETags %s (group %d) and %s (group %d), want the same group and different ETags", v1.etag(), v1.group, v2.etag(), v2.group)
+	}
+}
+
+// heldBy sums what the streams of b hold, as the streams count it.
+func heldBy(b *Broadcast) (sum int, per map[*stream]int) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	per = map[*stream]int{}
+	for _, t := range b.tracks {
+		for s := range t.streams {
+			per[s] = s.queued + s.inflight
+			sum += s.queued + s.inflight
+		}
+	}
+	return sum, per
+}
+
+// The frames streams hold are capped in bytes, per stream and in total,
+// whatever the frame count: a stream past StreamBytes resyncs, and past
+// QueueBytes the stream holding the most queued bytes (the reader
+// furthest behind) drops its queue first, while the others keep theirs.
+func TestSlowStreamsHoldBoundedBytes(t *testing.T) {
+	o, b := newTestOrigin(t, "t.json")
+	o.opts.StreamBytes, o.opts.QueueBytes = 1000, 1500
+	t.Cleanup(func() { // after every stream left: cleanups run last-in first-out
+		if n := o.held.Load(); n != 0 {
+			t.Errorf("the Origin counts %d bytes held once every stream left, want 0", n)
+		}
+	})
+	frame := func(i int) []byte { return fmt.Appendf(make([]byte, 0, 100), "%0100d", i)[:100] }
+	must(t, b.WriteFrame("t.json", frame(0)))
+	early, _ := attach(t, o, "t.json", 64)
+	// The early reader falls 9 frames behind: 900 bytes, within both caps.
+	for i := 1; i <= 9; i++ {
+		must(t, b.WriteFrame("t.json", frame(i)))
+	}
+	late, _ := attach(t, o, "t.json", 64)
+	for i := 10; i <= 14; i++ {
+		must(t, b.WriteFrame("t.json", frame(i)))
+		sum, per := heldBy(b)
+		if sum > o.opts.QueueBytes || int(o.held.Load()) != sum {
+			t.Fatalf("after frame %d: streams hold %d bytes, Origin counts %d, want equal and at most QueueBytes %d", i, sum, o.held.Load(), o.opts.QueueBytes)
+		}
+		for _, n := range per {
+			if n > o.opts.StreamBytes {
+				t.Fatalf("after frame %d: a stream holds %d bytes, want at most StreamBytes %d", i, n, o.opts.StreamBytes)
+			}
+		}
+	}
+	// Frame 10 fits for early (1000 bytes: its cap) and late (100);
+	// frame 11 takes early past StreamBytes (it resyncs); frames 12-14 go
+	// to late. Then early has nothing queued and late 500.
+	if early.resyncs != 1 || late.resyncs != 0 {
+		t.Fatalf("resyncs: early %d, late %d; want 1 and 0", early.resyncs, late.resyncs)
+	}
+	// A third stream far behind and a total over QueueBytes: the one
+	// holding the most queued bytes drops its queue, not the others.
+	third, _ := attach(t, o, "t.json", 64)
+	early.take(nil) // resync: takes the latest frame, counted in flight
+	early.release()
+	for i := 15; i <= 24; i++ {
+		must(t, b.WriteFrame("t.json", frame(i)))
+		if sum, _ := heldBy(b); sum > o.opts.QueueBytes {
+			t.Fatalf("after frame %d: streams hold %d bytes, over QueueBytes %d", i, sum, o.opts.QueueBytes)
+		}
+	}
+	if late.resyncs == 0 {
+		t.Fatal("the stream furthest behind kept its queue while the total was over QueueBytes")
+	}
+	if third.resyncs > late.resyncs || early.resyncs > late.resyncs+1 {
+		t.Fatalf("resyncs: early %d, late %d, third %d: the readers less behind dropped more often than the one furthest behind", early.resyncs, late.resyncs, third.resyncs)
+	}
+	// Taking moves bytes in flight; releasing and leaving uncount them.
+	evs, _ := third.take(nil)
+	if len(evs) == 0 {
+		t.Fatal("third took nothing")
+	}
+	_, per := heldBy(b)
+	if per[third] == 0 || third.inflight == 0 || third.queued != 0 {
+		t.Fatalf("after a take: queued %d, in flight %d; want all in flight", third.queued, third.inflight)
+	}
+	third.release()
+	if third.inflight != 0 {
+		t.Fatalf("in flight after release: %d, want 0", third.inflight)
+	}
+}
+
+// The byte accounting holds under concurrency: clients that read, stop
+// reading or go away race frames of random sizes and the broadcast's
+// Close; what the Origin counts never passes QueueBytes plus one resync
+// (the track's latest frame) per stream, and is zero once every stream
+// left. Run under -race.
+func TestHeldBytesAccountingUnderRaces(t *testing.T) {
+	for round := range 4 {
+		o, b := newTestOrigin(t, "t.json")
+		o.opts.StreamBytes, o.opts.QueueBytes, o.opts.WriteTimeout = 4<<10, 8<<10, 200*time.Millisecond
+		srv := httptest.NewServer(o)
+		const clients, frames, maxFrame = 8, 300, 1 << 10
+		var wg sync.WaitGroup
+		for c := range clients {
+			wg.Go(func() {
+				req, _ := http.NewRequest(http.MethodGet, srv.URL+"/t.json", nil)
+				req.Header.Set("Accept", "text/event-stream")
+				resp, err := srv.Client().Do(req)
+				if err != nil {
+					return
+				}
+				defer resp.Body.Close()
+				switch c % 3 {
+				case 0: // reads everything
+					io.Copy(io.Discard, resp.Body)
+				case 1: // reads a little, then goes away
+					io.CopyN(io.Discard, resp.Body, int64(rand.IntN(8<<10)))
+				default: // stops reading until the write timeout drops it
+					time.Sleep(300 * time.Millisecond)
+				}
+			})
+		}
+		var peak int64
+		for i := range frames {
+			f := make([]byte, 1+rand.IntN(maxFrame))
+			for j := range f {
+				f[j] = 'a' + byte(j%26)
+			}
+			must(t, b.WriteFrame("t.json", f))
+			peak = max(peak, o.held.Load())
+			if round%2 == 1 && i == frames/2 {
+				break // close mid-stream, with queues full
+			}
+		}
+		must(t, b.Close())
+		wg.Wait()
+		srv.Close()
+		if limit := int64(o.opts.QueueBytes + clients*maxFrame); peak > limit {
+			t.Fatalf("round %d: the Origin counted %d bytes held, over QueueBytes plus a frame per stream (%d)", round, peak, limit)
+		}
+		deadline := time.Now().Add(10 * time.Second)
+		for o.held.Load() != 0 && time.Now().Before(deadline) {
+			time.Sleep(5 * time.Millisecond)
+		}
+		if n := o.held.Load(); n != 0 {
+			t.Fatalf("round %d: %d bytes counted held after every stream left, want 0", round, n)
+		}
 	}
 }

@@ -106,7 +106,9 @@ func run(ctx context.Context, o options, ln net.Listener, w io.Writer) error {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collector, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
-	srv := &http.Server{Handler: newMux(httpOrigin, reg), ReadHeaderTimeout: 10 * time.Second}
+	// No WriteTimeout: it would cut every stream (httpstats sets a
+	// deadline per write).
+	srv := &http.Server{Handler: newMux(httpOrigin, reg), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
 	srv.RegisterOnShutdown(httpOrigin.Shutdown)
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
