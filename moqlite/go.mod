@@ -2,6 +2,6 @@ module github.com/moqstats/moqstats/moqlite
 
 go 1.26.0
 
-require github.com/moqstats/moqstats v0.0.0
+require github.com/coder/websocket v1.8.15
 
 replace github.com/moqstats/moqstats => ../
