@@ -429,3 +429,23 @@ func appendParamsFrame(dst []byte, p transportParams) []byte {
 	dst = appendVarint(appendVarint(dst, typeTransportParams), uint64(len(body)))
 	return append(dst, body...)
 }
+
+// CheckMessage parses every frame of one WebSocket message under framing f
+// exactly as a session does before applying them, and returns how many
+// frames it held, or the rule the message broke. It applies nothing; a
+// proxy or a test may use it to vet peer input.
+func CheckMessage(f Framing, msg []byte) (frames int, err error) {
+	if f != FramingWebTransport && f != FramingQMux {
+		return 0, fmt.Errorf("wsconn: unknown framing %v", f)
+	}
+	if len(msg) == 0 {
+		return 0, protoErr("empty message")
+	}
+	for len(msg) > 0 {
+		if _, msg, err = parseFrame(f, msg); err != nil {
+			return frames, err
+		}
+		frames++
+	}
+	return frames, nil
+}

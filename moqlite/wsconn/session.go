@@ -541,6 +541,9 @@ func (s *Session) consumed(st *stream, n uint64, out [][]byte) [][]byte {
 // --- the read side: frames from the peer ---
 
 func (s *Session) handleMessage(msg []byte) error {
+	if len(msg) == 0 {
+		return protoErr("empty message")
+	}
 	for len(msg) > 0 {
 		fr, rest, err := parseFrame(s.framing, msg)
 		if err != nil {
