@@ -21,10 +21,10 @@ type Config struct {
 	MaxMessageSize int64
 	// StreamWindow is the unread bytes one stream may hold: qmux-00 grants
 	// it as stream credit; under the webtransport framing, which has no
-	// credit, a peer that outruns it is closed. Default 256 KiB.
+	// credit, the session stops reading until there is room. Default 256 KiB.
 	StreamWindow uint64
 	// SessionWindow is the unread bytes all streams may hold together,
-	// granted as qmux-00 connection credit and enforced in both framings.
+	// granted as qmux-00 connection credit, and waited for as above.
 	// Default 4 MiB.
 	SessionWindow uint64
 	// MaxIncomingStreams is how many streams of each direction the peer may

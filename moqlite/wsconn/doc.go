@@ -26,7 +26,9 @@
 // Buffering is bounded: a stream holds at most Config.StreamWindow unread
 // bytes and a session Config.SessionWindow. Under qmux-00 these are the
 // credit granted, refreshed as the reader consumes; the webtransport
-// framing has no credit, so a peer that outruns them is closed. Peer
+// framing has no credit, so when a frame would pass them the read loop
+// stops reading the WebSocket until a reader makes room, and TCP pushes
+// back on the peer. Peer
 // streams open at once are capped by Config.MaxIncomingStreams, control
 // replies by Config.MaxControlQueue, and one message by
 // Config.MaxMessageSize.

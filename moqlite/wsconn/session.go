@@ -51,17 +51,19 @@ type Session struct {
 	wsem     chan struct{} // a token: whoever holds it writes one message
 	ctrl     chan []byte   // control frames for the writer goroutine
 	lastRecv atomic.Int64  // unix nanos of the last message read
+	paused   atomic.Bool   // the read loop waits for a reader (waitRoom)
 
-	mu        sync.Mutex
-	closeErr  error              // why the session ended; set once
-	streams   map[uint64]*stream // live streams: some side not yet finished
-	nextLocal [2]uint64          // index of the next stream we open
-	peerNext  [2]uint64          // lowest peer stream index not yet opened
-	peerLive  [2]uint64          // peer streams opened and not finished
-	peerDone  [2]uint64          // peer streams finished both ways
-	accept    [2][]*stream       // peer streams not yet accepted
-	acceptSig [2]chan struct{}   // closed and replaced on a new peer stream
-	buffered  uint64             // unread bytes across all streams
+	mu         sync.Mutex
+	closeErr   error              // why the session ended; set once
+	streams    map[uint64]*stream // live streams: some side not yet finished
+	nextLocal  [2]uint64          // index of the next stream we open
+	peerNext   [2]uint64          // lowest peer stream index not yet opened
+	peerLive   [2]uint64          // peer streams opened and not finished
+	peerDone   [2]uint64          // peer streams finished both ways
+	accept     [2][]*stream       // peer streams not yet accepted
+	acceptSig  [2]chan struct{}   // closed and replaced on a new peer stream
+	buffered   uint64             // unread bytes across all streams
+	consumeSig chan struct{}      // closed and replaced when a reader consumes (webtransport framing)
 
 	// qmux-00 credit. Send side: what the peer allows us.
 	gotParams bool
@@ -82,10 +84,11 @@ var _ transport.Session = (*Session)(nil)
 func newSession(conn *websocket.Conn, f Framing, proto string, server bool, cfg Config) (*Session, error) {
 	s := &Session{
 		conn: conn, framing: f, protocol: proto, isServer: server, cfg: cfg,
-		wsem:      make(chan struct{}, 1),
-		ctrl:      make(chan []byte, cfg.MaxControlQueue),
-		streams:   make(map[uint64]*stream),
-		creditSig: make(chan struct{}),
+		wsem:       make(chan struct{}, 1),
+		ctrl:       make(chan []byte, cfg.MaxControlQueue),
+		streams:    make(map[uint64]*stream),
+		creditSig:  make(chan struct{}),
+		consumeSig: make(chan struct{}),
 	}
 	s.acceptSig[0], s.acceptSig[1] = make(chan struct{}), make(chan struct{})
 	s.ctx, s.cancel = context.WithCancelCause(context.Background())
@@ -255,7 +258,9 @@ func (s *Session) keepalive() {
 			return
 		case <-t.C:
 		}
-		if time.Since(time.Unix(0, s.lastRecv.Load())) < half {
+		// While the read loop waits for a reader it reads no pongs; the
+		// peer is not idle then, we are.
+		if s.paused.Load() || time.Since(time.Unix(0, s.lastRecv.Load())) < half {
 			continue
 		}
 		ctx, cancel := context.WithTimeout(s.ctx, half)
@@ -522,6 +527,9 @@ func (s *Session) maybeRemove(st *stream, out [][]byte) [][]byte {
 func (s *Session) consumed(st *stream, n uint64, out [][]byte) [][]byte {
 	st.consumed += n
 	s.consumedTotal += n
+	if n > 0 && s.framing == FramingWebTransport {
+		signal(&s.consumeSig)
+	}
 	if s.framing != FramingQMux || n == 0 {
 		return out
 	}
@@ -550,6 +558,11 @@ func (s *Session) handleMessage(msg []byte) error {
 			return err
 		}
 		msg = rest
+		if s.framing == FramingWebTransport && fr.kind == kindStream {
+			if err := s.waitRoom(fr.id, uint64(len(fr.data))); err != nil {
+				return err
+			}
+		}
 		s.mu.Lock()
 		if s.framing == FramingQMux && !s.gotParams && fr.kind != kindParams {
 			s.mu.Unlock()
@@ -565,6 +578,34 @@ func (s *Session) handleMessage(msg []byte) error {
 		}
 	}
 	return nil
+}
+
+// waitRoom holds the read loop until stream id has room for n more
+// unread bytes. The webtransport framing has no credit, so the only
+// bounded answer to a peer outrunning a reader is to stop reading the
+// WebSocket, which TCP turns into backpressure on the peer. A stream with
+// nothing buffered always takes one frame, so a frame larger than the
+// window cannot wedge it.
+func (s *Session) waitRoom(id, n uint64) error {
+	for {
+		s.mu.Lock()
+		st := s.streams[id]
+		if st == nil || st.rdone ||
+			((st.rqLen == 0 || st.rqLen+n <= s.cfg.StreamWindow) && (s.buffered == 0 || s.buffered+n <= s.cfg.SessionWindow)) {
+			s.mu.Unlock()
+			s.paused.Store(false)
+			return nil
+		}
+		sig := s.consumeSig
+		s.mu.Unlock()
+		s.paused.Store(true)
+		select {
+		case <-sig:
+		case <-s.ctx.Done():
+			return s.err()
+		}
+		s.lastRecv.Store(time.Now().UnixNano())
+	}
 }
 
 // apply applies one frame; s.mu is held.
@@ -737,10 +778,12 @@ func (s *Session) onStream(fr *frame) ([][]byte, error) {
 	if st.rdone {
 		out = s.consumed(st, n, out) // stopped or reset here: dropped
 	} else if n > 0 {
-		if st.rqLen+n > s.cfg.StreamWindow {
+		// qmux-00 credit bounds these already; under the webtransport
+		// framing waitRoom made the room.
+		if st.rqLen > 0 && st.rqLen+n > s.cfg.StreamWindow {
 			return nil, protoErr(fmt.Sprintf("more than %d unread bytes on a stream", s.cfg.StreamWindow))
 		}
-		if s.buffered+n > s.cfg.SessionWindow {
+		if s.buffered > 0 && s.buffered+n > s.cfg.SessionWindow {
 			return nil, protoErr(fmt.Sprintf("more than %d unread bytes in the session", s.cfg.SessionWindow))
 		}
 		st.rq = append(st.rq, fr.data)

@@ -62,3 +62,13 @@ func TestTransportQMuxFramingTinyCredit(t *testing.T) {
 		MaxIncomingStreams: 4,
 	}))
 }
+
+// With windows far below what the suite writes, the webtransport framing
+// (no credit) must pause reading instead of buffering or failing.
+func TestTransportWebTransportFramingTinyWindows(t *testing.T) {
+	transporttest.Run(t, pairFor(wsconn.Config{
+		Framings:      []wsconn.Framing{wsconn.FramingWebTransport},
+		StreamWindow:  3000,
+		SessionWindow: 9000,
+	}))
+}
