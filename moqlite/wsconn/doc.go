@@ -28,7 +28,10 @@
 // credit granted, refreshed as the reader consumes; the webtransport
 // framing has no credit, so when a frame would pass them the read loop
 // stops reading the WebSocket until a reader makes room, and TCP pushes
-// back on the peer. Peer
+// back on the peer. As with any credit-less stream mux this is head-of-line
+// blocking: a reader that leaves one stream unread while it waits on
+// another stalls the session, so the session layer reads every stream it
+// accepts. Peer
 // streams open at once are capped by Config.MaxIncomingStreams, control
 // replies by Config.MaxControlQueue, and one message by
 // Config.MaxMessageSize.

@@ -590,8 +590,11 @@ func (s *Session) waitRoom(id, n uint64) error {
 	for {
 		s.mu.Lock()
 		st := s.streams[id]
-		if st == nil || st.rdone ||
-			((st.rqLen == 0 || st.rqLen+n <= s.cfg.StreamWindow) && (s.buffered == 0 || s.buffered+n <= s.cfg.SessionWindow)) {
+		// A stream not in the map is new (or finished, then dropped): only
+		// the session's room counts for it.
+		streamRoom := st == nil || st.rqLen == 0 || st.rqLen+n <= s.cfg.StreamWindow
+		sessionRoom := s.buffered == 0 || s.buffered+n <= s.cfg.SessionWindow
+		if (st != nil && st.rdone) || (streamRoom && sessionRoom) {
 			s.mu.Unlock()
 			s.paused.Store(false)
 			return nil
