@@ -382,8 +382,8 @@ type Subscription struct {
 	groups   []*Group
 	lastPush time.Time
 	ended    bool
-	err    error
-	notify chan struct{}
+	err      error
+	notify   chan struct{}
 }
 
 func (s *Subscription) push(g *Group) bool {

@@ -110,8 +110,8 @@ type Server struct {
 // counters are the refusals and events Stats reports.
 type counters struct {
 	sessions, sessionsRefused, subscriptionsRefused, interestsRefused atomic.Uint64
-	authRefused, handshakeTimeouts, idleTimeouts, protocolErrors     atomic.Uint64
-	notFound, groupsSkipped, writeTimeouts, unsupported              atomic.Uint64
+	authRefused, handshakeTimeouts, idleTimeouts, protocolErrors      atomic.Uint64
+	notFound, groupsSkipped, writeTimeouts, unsupported               atomic.Uint64
 }
 
 // ServerStats is a snapshot of a Server's counters.
