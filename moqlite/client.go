@@ -381,6 +381,7 @@ type Subscription struct {
 	mu       sync.Mutex
 	groups   []*Group
 	lastPush time.Time
+	endSeen  bool // the server ended it cleanly; a later error is no error
 	ended    bool
 	err      error
 	notify   chan struct{}
@@ -420,6 +421,7 @@ func (s *Subscription) signal() {
 // lingerEnd finishes the subscription once no group has arrived for d.
 func (s *Subscription) lingerEnd(d time.Duration) {
 	s.mu.Lock()
+	s.endSeen = true
 	s.lastPush = time.Now()
 	s.mu.Unlock()
 	for {
@@ -433,7 +435,9 @@ func (s *Subscription) lingerEnd(d time.Duration) {
 		select {
 		case <-time.After(wait):
 		case <-s.c.ctx.Done():
-			s.finish(s.c.ctx.Err())
+			// The server ended the subscription cleanly before the
+			// session: what arrived is all there is.
+			s.finish(nil)
 			return
 		}
 	}
@@ -445,7 +449,7 @@ func (s *Subscription) finish(err error) {
 	s.mu.Lock()
 	if !s.ended {
 		s.ended = true
-		if err == io.EOF {
+		if err == io.EOF || s.endSeen {
 			err = nil
 		}
 		s.err = err

@@ -11,7 +11,8 @@
 //     both sides' Context.
 //   - Nothing blocks past a deadline, the session's end or its context.
 //
-// One pipe holds at most Window unread bytes; Write blocks past that.
+// One stream holds at most Window unread bytes, and one direction of the
+// session SessionWindow; Write blocks past either.
 // Streams are delivered to the peer's Accept as soon as they are opened.
 package memconn
 
@@ -27,8 +28,36 @@ import (
 	"github.com/moqstats/moqstats/moqlite/transport"
 )
 
-// Window is the unread bytes a stream buffers before Write blocks.
-const Window = 64 << 10
+// Window is the unread bytes a stream buffers before Write blocks, and
+// SessionWindow those all streams in one direction buffer together, as
+// QUIC's stream and connection flow control.
+const (
+	Window        = 64 << 10
+	SessionWindow = 256 << 10
+)
+
+// window is one direction's connection-level flow control.
+type window struct {
+	mu      sync.Mutex
+	used    int
+	changed chan struct{}
+}
+
+func (w *window) room() (int, chan struct{}) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return SessionWindow - w.used, w.changed
+}
+
+func (w *window) add(n int) {
+	w.mu.Lock()
+	w.used += n
+	if n < 0 {
+		close(w.changed)
+		w.changed = make(chan struct{})
+	}
+	w.mu.Unlock()
+}
 
 // ErrClosed is returned once the session has ended.
 var ErrClosed = errors.New("memconn: session closed")
@@ -66,6 +95,7 @@ type Session struct {
 	sh       *shared
 	peer     *Session
 	protocol string
+	send     *window // what this end writes and the peer has not read
 	bidi     chan *stream
 	uni      chan *pipe
 }
@@ -78,6 +108,8 @@ func Pair(ctx context.Context, protocol string) (client, server *Session) {
 	client = &Session{sh: sh, protocol: protocol, bidi: make(chan *stream, 4096), uni: make(chan *pipe, 4096)}
 	server = &Session{sh: sh, protocol: protocol, bidi: make(chan *stream, 4096), uni: make(chan *pipe, 4096)}
 	client.peer, server.peer = server, client
+	client.send = &window{changed: make(chan struct{})}
+	server.send = &window{changed: make(chan struct{})}
 	return client, server
 }
 
@@ -92,7 +124,7 @@ func (s *Session) closedErr() error {
 
 // OpenBidi opens a bidi stream, which the peer accepts at once.
 func (s *Session) OpenBidi(ctx context.Context) (transport.BidiStream, error) {
-	ab, ba := newPipe(s.sh), newPipe(s.sh)
+	ab, ba := newPipe(s.sh, s.send), newPipe(s.sh, s.peer.send)
 	local := &stream{send: ab, recv: ba}
 	remote := &stream{send: ba, recv: ab}
 	select {
@@ -107,7 +139,7 @@ func (s *Session) OpenBidi(ctx context.Context) (transport.BidiStream, error) {
 
 // OpenUni opens a stream only this side writes.
 func (s *Session) OpenUni(ctx context.Context) (transport.SendStream, error) {
-	p := newPipe(s.sh)
+	p := newPipe(s.sh, s.send)
 	select {
 	case s.peer.uni <- p:
 		return &sendOnly{p}, nil
@@ -169,7 +201,8 @@ func (s *Session) Context() context.Context { return s.sh.ctx }
 
 // pipe is one direction of a stream.
 type pipe struct {
-	sh *shared
+	sh  *shared
+	win *window
 	mu sync.Mutex
 	// buf holds bytes written and not yet read; fin is set by Close,
 	// reset by the writer's Reset, stop by the reader's Stop.
@@ -181,7 +214,16 @@ type pipe struct {
 	readerFinished bool
 }
 
-func newPipe(sh *shared) *pipe { return &pipe{sh: sh, changed: make(chan struct{})} }
+func newPipe(sh *shared, win *window) *pipe {
+	return &pipe{sh: sh, win: win, changed: make(chan struct{})}
+}
+
+// drop empties the buffer, returning its bytes to the session window; p.mu
+// is held.
+func (p *pipe) drop() {
+	p.win.add(-len(p.buf))
+	p.buf = nil
+}
 
 // notify wakes every waiter; p.mu is held.
 func (p *pipe) notify() {
@@ -191,7 +233,7 @@ func (p *pipe) notify() {
 
 // wait blocks until p changes, the deadline passes or the session ends;
 // p.mu is held on entry and on return.
-func (p *pipe) wait(deadline time.Time) error {
+func (p *pipe) wait(deadline time.Time, also chan struct{}) error {
 	ch := p.changed
 	p.mu.Unlock()
 	defer p.mu.Lock()
@@ -207,6 +249,8 @@ func (p *pipe) wait(deadline time.Time) error {
 	}
 	select {
 	case <-ch:
+		return nil
+	case <-also:
 		return nil
 	case <-timer:
 		return os.ErrDeadlineExceeded
@@ -234,6 +278,7 @@ func (p *pipe) Read(b []byte) (int, error) {
 		if len(p.buf) > 0 {
 			n := copy(b, p.buf)
 			p.buf = p.buf[n:]
+			p.win.add(-n)
 			p.notify()
 			return n, nil
 		}
@@ -246,7 +291,7 @@ func (p *pipe) Read(b []byte) (int, error) {
 		if p.sh.ctx.Err() != nil {
 			return 0, p.sessionErr()
 		}
-		if err := p.wait(p.rdl); err != nil {
+		if err := p.wait(p.rdl, nil); err != nil {
 			if err == ErrClosed {
 				err = p.sessionErr()
 			}
@@ -273,15 +318,17 @@ func (p *pipe) Write(b []byte) (int, error) {
 		if len(b) == 0 {
 			return n, nil
 		}
-		if room := Window - len(p.buf); room > 0 {
+		shared, sessionChanged := p.win.room()
+		if room := min(Window-len(p.buf), shared); room > 0 {
 			k := min(room, len(b))
 			p.buf = append(p.buf, b[:k]...)
+			p.win.add(k)
 			b = b[k:]
 			n += k
 			p.notify()
 			continue
 		}
-		if err := p.wait(p.wdl); err != nil {
+		if err := p.wait(p.wdl, sessionChanged); err != nil {
 			if err == ErrClosed {
 				err = p.sessionErr()
 			}
@@ -308,7 +355,7 @@ func (p *pipe) Reset(code uint64) {
 	}
 	if p.reset == nil {
 		p.reset = &code
-		p.buf = nil
+		p.drop()
 	}
 	p.notify()
 }
@@ -318,7 +365,7 @@ func (p *pipe) Stop(code uint64) {
 	defer p.mu.Unlock()
 	if p.stop == nil {
 		p.stop = &code
-		p.buf = nil
+		p.drop()
 	}
 	p.notify()
 }
