@@ -182,4 +182,3 @@ func DialWebTransport(ctx context.Context, url string, tlsConf *tls.Config, cfg 
 	context.AfterFunc(sess.Context(), func() { _ = d.Close() })
 	return ws, nil
 }
-
