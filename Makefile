@@ -17,6 +17,7 @@ vet:
 	$(GO) vet -tags moqstats_purego ./...
 	cd bench && $(GO) vet ./...
 	cd promstats && $(GO) vet ./...
+	cd moqlite && $(GO) vet ./...
 	cd cmd/moqstats-demo && $(GO) vet ./...
 
 # The CI workflow, checked by actionlint from the tools module (built on
@@ -29,6 +30,7 @@ test-race:
 	$(GO) test -race -count=1 ./...
 	$(GO) test -race -count=1 -tags moqstats_purego ./...
 	cd promstats && $(GO) test -race -count=1 ./...
+	cd moqlite && $(GO) test -race -count=1 ./...
 	cd cmd/moqstats-demo && $(GO) test -race -count=1 ./...
 
 bench-smoke:
@@ -79,13 +81,16 @@ SOAK ?= 60s
 soak:
 	$(GO) test -race -count=1 -v -run '^TestSoak$$' ./internal/soak -soak=$(SOAK)
 
-# Every fuzz target for FUZZTIME each (default 30s); new crashers land in
-# fuzz/testdata, which make test then runs as regression tests.
+# Every fuzz target for FUZZTIME each (default 30s), in ./fuzz and in the
+# moqlite module's fuzz package; new crashers land in that package's
+# testdata, which make test then runs as regression tests.
 FUZZTIME ?= 30s
 fuzz:
-	@set -e; for target in $$($(GO) test -list '^Fuzz' ./fuzz | grep '^Fuzz'); do \
-		echo "== $$target"; \
-		$(GO) test -run '^$$' -fuzz "^$$target$$" -fuzztime $(FUZZTIME) -fuzzminimizetime 5s ./fuzz; \
+	@set -e; for dir in . moqlite; do \
+		for target in $$(cd $$dir && $(GO) test -list '^Fuzz' ./fuzz | grep '^Fuzz'); do \
+			echo "== $$dir: $$target"; \
+			(cd $$dir && $(GO) test -run '^$$' -fuzz "^$$target$$" -fuzztime $(FUZZTIME) -fuzzminimizetime 5s ./fuzz); \
+		done; \
 	done
 
 # A simulated relay with a live dashboard at http://127.0.0.1:8080, until

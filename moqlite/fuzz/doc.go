@@ -1,0 +1,2 @@
+// Package fuzz holds the moqlite fuzz targets; `make fuzz` runs each.
+package fuzz

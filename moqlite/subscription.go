@@ -1,0 +1,199 @@
+package moqlite
+
+import (
+	"errors"
+	"time"
+
+	"github.com/moqstats/moqstats/moqlite/internal/wire"
+	"github.com/moqstats/moqstats/moqlite/transport"
+)
+
+// subscription serves one SUBSCRIBE: a writer goroutine sends the track's
+// groups, each on its own uni stream, in order.
+//
+// Its position (cur, idx) and queued are guarded by the track's mu: the
+// producer (track.write) advances them when the subscriber falls
+// MaxQueuedBytes behind, so a stalled subscriber never holds more than that
+// of old groups alive and never slows the producer; the writer takes
+// frames from them under the same lock and writes outside it.
+type subscription struct {
+	sess   *session
+	id     uint64
+	tr     *track
+	stream transport.BidiStream
+
+	// guarded by tr.mu
+	cur       *group // the group being sent, nil before the track's first
+	idx       int    // the next frame of cur to send
+	queued    int    // bytes of frames from (cur, idx) to the track's end
+	abandoned *group // a group whose stream was reset; its frames are skipped
+
+	wake     chan struct{} // cap 1: the producer's nudge
+	peerDone chan struct{} // closed when the peer ended its half
+	done     chan struct{} // closed when the writer has finished
+}
+
+// added is called by the producer, under tr.mu, for each frame on the
+// track; it never blocks.
+func (s *subscription) added(g *group, n int, newGroup bool) {
+	if s.cur == nil {
+		s.cur, s.idx, s.queued = g, 0, 0
+	}
+	s.queued += n
+	if s.queued > s.sess.srv.cfg.MaxQueuedBytes && s.cur != g {
+		// Behind by more than the cap: skip to the latest group from its
+		// first frame, as MoQ subscribers do. The writer resets the stream
+		// of the group it leaves.
+		s.sess.srv.stats.groupsSkipped.Add(1)
+		s.cur, s.idx, s.queued = g, 0, g.size
+	}
+	s.wakeUp()
+}
+
+func (s *subscription) wakeUp() {
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
+}
+
+// run is the writer. It ends when the track has ended and every frame is
+// sent (then it closes the subscribe stream and waits, within
+// CloseTimeout, for the peer to close its half), when the peer ends the
+// subscription, or when the session ends.
+func (s *subscription) run() {
+	defer close(s.done)
+	defer s.sess.endSubscription(s)
+	srv := s.sess.srv
+	var (
+		st      transport.SendStream // the open group stream
+		stGroup *group               // the group st carries
+		hdr     []byte
+	)
+	resetOpen := func(code uint64) {
+		if st != nil {
+			st.Reset(code)
+			st, stGroup = nil, nil
+		}
+	}
+	for {
+		var (
+			frame   []byte
+			g       *group
+			finish  bool
+			closeSt transport.SendStream
+			leave   transport.SendStream
+		)
+		t := s.tr
+		t.mu.Lock()
+		for {
+			g = s.cur
+			if stGroup != nil && stGroup != g {
+				// The producer moved us past the group st carries.
+				leave, st, stGroup = st, nil, nil
+			}
+			if g == nil {
+				finish = t.ended
+				break
+			}
+			if s.idx < len(g.frames) {
+				frame = g.frames[s.idx]
+				s.idx++
+				s.queued -= len(frame)
+				if g == s.abandoned {
+					frame = nil
+					continue
+				}
+				break
+			}
+			if !g.closed {
+				break // wait for more
+			}
+			// g is complete: end its stream, move on.
+			if stGroup == g {
+				closeSt, st, stGroup = st, nil, nil
+			}
+			if g.next == nil {
+				finish = true
+				break
+			}
+			s.cur, s.idx = g.next, 0
+			if closeSt != nil {
+				g = nil
+				break // close outside the lock, then continue
+			}
+		}
+		t.mu.Unlock()
+
+		if leave != nil {
+			leave.Reset(CodeSkipped)
+		}
+		if closeSt != nil {
+			closeSt.Close()
+		}
+		switch {
+		case frame != nil:
+			if st == nil {
+				var err error
+				st, err = s.sess.sess.OpenUni(s.sess.ctx)
+				if err != nil {
+					return
+				}
+				stGroup = g
+				hdr = wire.AppendGroupStream(hdr[:0], wire.Group{Subscribe: s.id, Sequence: g.seq})
+			} else {
+				hdr = hdr[:0]
+			}
+			hdr = wire.AppendFrameHeader(hdr, len(frame))
+			st.SetWriteDeadline(time.Now().Add(srv.cfg.WriteTimeout))
+			_, err := st.Write(hdr)
+			if err == nil {
+				_, err = st.Write(frame)
+			}
+			if err != nil {
+				if s.sess.ctx.Err() != nil {
+					return
+				}
+				// The peer stopped the stream or did not read it in time:
+				// abandon the group, continue with the next.
+				if isTimeout(err) {
+					srv.stats.writeTimeouts.Add(1)
+				}
+				t.mu.Lock()
+				if s.cur == g {
+					s.abandoned = g
+				}
+				t.mu.Unlock()
+				resetOpen(CodeSkipped)
+			}
+			continue
+		case finish:
+			resetOpen(CodeCancel) // not reached with st open; kept for safety
+			s.stream.Close()
+			timer := time.NewTimer(srv.cfg.CloseTimeout)
+			defer timer.Stop()
+			select {
+			case <-s.peerDone:
+			case <-s.sess.ctx.Done():
+			case <-timer.C:
+			}
+			return
+		case closeSt != nil:
+			continue
+		}
+		select {
+		case <-s.wake:
+		case <-s.peerDone:
+			resetOpen(CodeCancel)
+			s.stream.Reset(CodeCancel)
+			return
+		case <-s.sess.ctx.Done():
+			return
+		}
+	}
+}
+
+func isTimeout(err error) bool {
+	var t interface{ Timeout() bool }
+	return errors.As(err, &t) && t.Timeout()
+}
