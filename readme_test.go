@@ -22,9 +22,9 @@ func TestReadmeBadInputTableNamesRealTests(t *testing.T) {
 	}
 	section, _, _ = strings.Cut(section, "\n## ")
 	var src strings.Builder
-	// Rows about the consumer and httpstats name tests of their packages.
+	// Rows about the consumer, httpstats and moqlite name tests of their packages.
 	var files []string
-	for _, pattern := range []string{"*_test.go", "consumer/*_test.go", "httpstats/*_test.go", "internal/*/*_test.go", "fuzz/*_test.go"} {
+	for _, pattern := range []string{"*_test.go", "consumer/*_test.go", "httpstats/*_test.go", "internal/*/*_test.go", "fuzz/*_test.go", "moqlite/*_test.go", "moqlite/internal/wire/*_test.go"} {
 		matches, _ := filepath.Glob(pattern)
 		files = append(files, matches...)
 	}

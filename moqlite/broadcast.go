@@ -1,9 +1,9 @@
 package moqlite
 
 import (
+	"context"
 	"fmt"
 	"sync"
-	"time"
 
 	"github.com/moqstats/moqstats"
 )
@@ -51,15 +51,19 @@ func (b *Broadcast) Close() error {
 		for _, t := range b.tracks {
 			subs = append(subs, t.end()...)
 		}
-		timer := time.NewTimer(b.srv.cfg.CloseTimeout)
-		defer timer.Stop()
+		// One deadline for all: a done context stays done, so each
+		// subscriber left when it passes is counted late at once.
+		ctx, cancel := context.WithTimeout(context.Background(), b.srv.cfg.CloseTimeout)
+		defer cancel()
 		late := 0
 		for _, sub := range subs {
 			select {
 			case <-sub.done:
-			case <-timer.C:
+				if sub.timedOut.Load() {
+					late++
+				}
+			case <-ctx.Done():
 				late++
-				continue
 			}
 		}
 		if late > 0 {

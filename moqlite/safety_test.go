@@ -157,6 +157,7 @@ func TestHandshakeAndFirstMessageTimeouts(t *testing.T) {
 		{"SETUP stream silent", "moql", []byte{}},
 		{"SETUP cut off mid-message", "moql", []byte{0x20, 0x00, 0x10, 0x01}},
 		{"stream type never sent", "moq-lite-04", []byte{}},
+		{"stream type cut short", "moq-lite-04", []byte{0x40}},
 		{"SUBSCRIBE never sent", "moq-lite-03", []byte{0x02}},
 		{"SUBSCRIBE never finished", "moq-lite-04", []byte{0x02, 0x20, 0x00}},
 	}
@@ -211,14 +212,16 @@ func TestCapsRefuseAndCount(t *testing.T) {
 		t.Fatal(err)
 	}
 	c, _, _ := connect(t, srv, "moq-lite-04")
+	// A subscription served proves the first session is counted.
+	if _, err := c.Subscribe("x", "y"); err != nil {
+		t.Fatalf("subscription 1 of 2: %v", err)
+	}
 	cs, served := raw(t, srv, "moq-lite-04")
 	if err := closedWith(t, cs, served, moqlite.CodeRefused); !errors.Is(err, moqlite.ErrRefused) {
 		t.Fatalf("a session past MaxSessions: %v, want ErrRefused", err)
 	}
-	for i := range 2 {
-		if _, err := c.Subscribe("x", "y"); err != nil {
-			t.Fatalf("subscription %d of 2: %v", i+1, err)
-		}
+	if _, err := c.Subscribe("x", "y"); err != nil {
+		t.Fatalf("subscription 2 of 2: %v", err)
 	}
 	if _, err := c.Subscribe("x", "y"); !errors.Is(err, moqlite.ErrRefused) {
 		t.Fatalf("a subscription past MaxSubscriptions: %v, want ErrRefused", err)
@@ -367,3 +370,34 @@ func TestProbeStreamsAreKeptOpen(t *testing.T) {
 		})
 	}
 }
+
+// A peer opening streams it never writes to is refused past 64 pending
+// ones (each reset with CodeRefused and counted), so it cannot hold
+// goroutines open without bound; the session goes on.
+func TestPendingStreamsAreCapped(t *testing.T) {
+	srv := moqlite.NewServer(moqlite.ServerConfig{HandshakeTimeout: time.Minute})
+	cs, _ := raw(t, srv, "moq-lite-04")
+	ctx := timeout(t, 10*time.Second)
+	var refused transportStream
+	for range 65 {
+		st, err := cs.OpenBidi(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		refused = st
+	}
+	var b [1]byte
+	_, err := refused.Read(b[:])
+	var se *memconn.StreamError
+	if !errors.As(err, &se) || se.Code != moqlite.CodeRefused {
+		t.Fatalf("the 65th pending stream: %v, want a reset with CodeRefused", err)
+	}
+	if got := srv.Stats().Refusals.Streams; got != 1 {
+		t.Fatalf("Refusals.Streams = %d, want 1", got)
+	}
+	if cs.Err() != nil {
+		t.Fatalf("the session was closed: %v", cs.Err())
+	}
+}
+
+type transportStream = interface{ Read([]byte) (int, error) }

@@ -112,6 +112,7 @@ type counters struct {
 	sessions, sessionsRefused, subscriptionsRefused, interestsRefused atomic.Uint64
 	authRefused, handshakeTimeouts, idleTimeouts, protocolErrors      atomic.Uint64
 	notFound, groupsSkipped, writeTimeouts, unsupported               atomic.Uint64
+	streamsRefused                                                    atomic.Uint64
 }
 
 // ServerStats is a snapshot of a Server's counters.
@@ -132,6 +133,7 @@ type Refusals struct {
 	Sessions          uint64 // past MaxSessions (or after Shutdown)
 	Subscriptions     uint64 // past MaxSubscriptions
 	AnnounceInterests uint64 // past MaxAnnounceInterests
+	Streams           uint64 // past 64 streams of a session awaiting their first message
 	Auth              uint64 // refused by Authorize
 	HandshakeTimeouts uint64 // SETUP or a stream's first message too late
 	IdleTimeouts      uint64 // sessions closed for idling
@@ -165,6 +167,7 @@ func (s *Server) Stats() ServerStats {
 			Sessions:          c.sessionsRefused.Load(),
 			Subscriptions:     c.subscriptionsRefused.Load(),
 			AnnounceInterests: c.interestsRefused.Load(),
+			Streams:           c.streamsRefused.Load(),
 			Auth:              c.authRefused.Load(),
 			HandshakeTimeouts: c.handshakeTimeouts.Load(),
 			IdleTimeouts:      c.idleTimeouts.Load(),

@@ -33,6 +33,7 @@ type session struct {
 	subs      int
 	interests int
 	probes    int
+	pending   int       // streams the peer opened whose first message is not in yet
 	idleSince time.Time // zero while anything is open
 	closeOnce sync.Once
 	err       error // why the server closed it
@@ -248,8 +249,31 @@ func (ss *session) acceptBidi() {
 			ss.cancel()
 			return
 		}
+		ss.mu.Lock()
+		full := ss.pending >= maxPendingStreams
+		if !full {
+			ss.pending++
+		}
+		ss.mu.Unlock()
+		if full {
+			ss.srv.stats.streamsRefused.Add(1)
+			refuse(st, CodeRefused)
+			continue
+		}
 		go ss.serveBidi(st)
 	}
+}
+
+// maxPendingStreams caps the streams of one session waiting for their
+// first message (each for at most HandshakeTimeout), so a peer cannot hold
+// unbounded goroutines open with streams it never writes to.
+const maxPendingStreams = 64
+
+// typed marks a stream's first message as in (or the stream as failed).
+func (ss *session) typed() {
+	ss.mu.Lock()
+	ss.pending--
+	ss.mu.Unlock()
 }
 
 // acceptUni refuses the peer's uni streams: this server subscribes to
@@ -287,6 +311,7 @@ func (ss *session) serveBidi(st transport.BidiStream) {
 	br := bufio.NewReaderSize(st, 512)
 	typ, err := wire.ReadVarint(br)
 	if err != nil {
+		ss.typed()
 		if ss.ctx.Err() == nil {
 			ss.fail(ss.readErr(err, "stream type"))
 		}
@@ -298,6 +323,7 @@ func (ss *session) serveBidi(st transport.BidiStream) {
 	case t == wire.StreamSubscribe:
 		ss.serveSubscribe(st, br)
 	case t == wire.StreamProbe && ss.f.Probe:
+		ss.typed() // PROBE has no first message
 		ss.serveProbe(st, br)
 	case t == wire.StreamFetch && ss.f.Fetch:
 		body, err := ss.firstMessage(st, br, "FETCH")
@@ -322,6 +348,7 @@ func (ss *session) serveBidi(st transport.BidiStream) {
 		}
 		st.Close()
 	default:
+		ss.typed()
 		ss.fail(&protocolError{fmt.Errorf("%w: unexpected bidi stream type %#x on %s", wire.ErrProtocol, typ, ss.f.Name)})
 	}
 }
@@ -329,6 +356,7 @@ func (ss *session) serveBidi(st transport.BidiStream) {
 // firstMessage reads the message that follows a stream's type; failures
 // close the session.
 func (ss *session) firstMessage(st transport.BidiStream, br *bufio.Reader, what string) ([]byte, error) {
+	defer ss.typed()
 	body, err := wire.ReadMessage(br, wire.MaxMessage)
 	if err != nil {
 		if ss.ctx.Err() == nil {

@@ -2,6 +2,7 @@ package moqlite
 
 import (
 	"errors"
+	"sync/atomic"
 	"time"
 
 	"github.com/moqstats/moqstats/moqlite/internal/wire"
@@ -28,6 +29,7 @@ type subscription struct {
 	queued    int    // bytes of frames from (cur, idx) to the track's end
 	abandoned *group // a group whose stream was reset; its frames are skipped
 
+	timedOut atomic.Bool   // the peer did not end its half within CloseTimeout
 	wake     chan struct{} // cap 1: the producer's nudge
 	peerDone chan struct{} // closed when the peer ended its half
 	done     chan struct{} // closed when the writer has finished
@@ -176,6 +178,7 @@ func (s *subscription) run() {
 			case <-s.peerDone:
 			case <-s.sess.ctx.Done():
 			case <-timer.C:
+				s.timedOut.Store(true)
 			}
 			return
 		case closeSt != nil:

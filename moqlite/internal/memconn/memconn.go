@@ -203,7 +203,7 @@ func (s *Session) Context() context.Context { return s.sh.ctx }
 type pipe struct {
 	sh  *shared
 	win *window
-	mu sync.Mutex
+	mu  sync.Mutex
 	// buf holds bytes written and not yet read; fin is set by Close,
 	// reset by the writer's Reset, stop by the reader's Stop.
 	buf            []byte

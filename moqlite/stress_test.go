@@ -1,0 +1,143 @@
+package moqlite_test
+
+import (
+	"bytes"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/moqstats/moqstats/moqlite"
+)
+
+// Writes, appends, subscribers joining, leaving and whole sessions closing
+// race against each other and against Close. Checked against the ledger of
+// what was written: every group a subscriber receives whole is exactly the
+// group written with that sequence, sequences only increase, and every
+// subscriber still connected at Close ends with the final group, whole.
+func TestStressRacingSubscribersAgainstWritesAndClose(t *testing.T) {
+	for seed := range uint64(4) {
+		t.Run(fmt.Sprint(seed), func(t *testing.T) {
+			testStress(t, seed)
+		})
+	}
+}
+
+func testStress(t *testing.T, seed uint64) {
+	srv := moqlite.NewServer(moqlite.ServerConfig{MaxQueuedBytes: 8 << 10, CloseTimeout: 5 * time.Second})
+	b, err := srv.PublishBroadcast("s", []string{"t"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var (
+		mu     sync.Mutex
+		ledger [][][]byte // by sequence
+	)
+	ctx := timeout(t, 60*time.Second)
+	type result struct {
+		whole map[uint64][][]byte
+		order []uint64
+		kept  bool // stayed to the end
+		err   error
+	}
+	var wg sync.WaitGroup
+	results := make(chan result, 64)
+	r := rand.New(rand.NewPCG(seed, 5))
+	subscribe := func(stay bool, lite string) {
+		c, _, _ := connect(t, srv, lite)
+		sub, err := c.Subscribe("s", "t")
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		leaveAfter := 1 + r.IntN(20)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			res := result{whole: map[uint64][][]byte{}, kept: stay}
+			defer func() { results <- res }()
+			for n := 0; ; n++ {
+				if !stay && n == leaveAfter {
+					if n%2 == 0 {
+						sub.Close()
+					} else {
+						c.Close()
+					}
+					return
+				}
+				g, err := sub.NextGroup(ctx)
+				if err == io.EOF {
+					return
+				}
+				if err != nil {
+					res.err = err
+					return
+				}
+				frames, err := readGroup(ctx, g)
+				res.order = append(res.order, g.Sequence)
+				if err == io.EOF {
+					res.whole[g.Sequence] = frames
+				}
+			}
+		}()
+	}
+	for i := range 4 {
+		subscribe(true, versions[i%3].protocol)
+	}
+	for g := range 300 {
+		var group [][]byte
+		n := 1 + r.IntN(4)
+		for i := range n {
+			f := bytes.Repeat([]byte{byte(g)}, r.IntN(2000))
+			f = fmt.Appendf(f, "%d/%d", g, i)
+			group = append(group, f)
+			write := b.AppendFrame
+			if i == 0 {
+				write = b.WriteFrame
+			}
+			if err := write("t", f); err != nil {
+				t.Fatal(err)
+			}
+		}
+		mu.Lock()
+		ledger = append(ledger, group)
+		mu.Unlock()
+		if r.IntN(10) == 0 {
+			subscribe(r.IntN(3) == 0, versions[r.IntN(3)].protocol)
+		}
+	}
+	if err := b.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	wg.Wait()
+	close(results)
+	final := uint64(len(ledger) - 1)
+	for res := range results {
+		if res.err != nil {
+			t.Fatal(res.err)
+		}
+		for i := 1; i < len(res.order); i++ {
+			if res.order[i] <= res.order[i-1] {
+				t.Fatalf("group %d after %d: sequences must increase", res.order[i], res.order[i-1])
+			}
+		}
+		for seq, frames := range res.whole {
+			want := ledger[seq]
+			if len(frames) != len(want) {
+				t.Fatalf("group %d whole with %d frames, %d written", seq, len(frames), len(want))
+			}
+			for i := range want {
+				if !bytes.Equal(frames[i], want[i]) {
+					t.Fatalf("group %d frame %d differs from the one written", seq, i)
+				}
+			}
+		}
+		if res.kept {
+			if _, ok := res.whole[final]; !ok {
+				t.Fatalf("a subscriber connected at Close lacks the final group %d whole (got %v)", final, res.order[max(0, len(res.order)-3):])
+			}
+		}
+	}
+}
