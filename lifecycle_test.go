@@ -695,7 +695,6 @@ func TestShutdownWithDoneContextReturnsTheErrorAndWritesNothingAfter(t *testing.
 					t.Fatal(err)
 				}
 				b, _ := o.Lookup(s.Path())
-				finalWorkload(s)
 				ctx, cancel := context.WithCancel(t.Context())
 				defer cancel()
 				if tc.cancelAfter == 0 {
@@ -703,6 +702,8 @@ func TestShutdownWithDoneContextReturnsTheErrorAndWritesNothingAfter(t *testing.
 				}
 				var attempts atomic.Int64
 				refuse := errors.New("origin unavailable")
+				// The hook is in place before the workload, so no tick can
+				// publish it first and leave the final pass nothing to write.
 				b.SetWriteHook(func(string, []byte) error {
 					if attempts.Add(1) == tc.cancelAfter {
 						cancel()
@@ -710,6 +711,7 @@ func TestShutdownWithDoneContextReturnsTheErrorAndWritesNothingAfter(t *testing.
 					return refuse
 				})
 				written := b.Writes(moqstats.TrackPublisher)
+				finalWorkload(s)
 				err = s.Shutdown(ctx)
 				if !errors.Is(err, refuse) || !errors.Is(err, context.Canceled) {
 					t.Fatalf("Shutdown = %v, want the write error and context.Canceled", err)
