@@ -122,7 +122,9 @@ func TestBrowserSubscribesOverWebTransport(t *testing.T) {
 	// of publisher.json, which changes every tick, and a compressed
 	// track's delta (a frame past a group's first) somewhere.
 	var s browserState
-	eventually(t, func() string { return fmt.Sprintf("the page did not receive frames of every track: %+v\nbrowser output:\n%s", s, b.output.String()) }, func() bool {
+	eventually(t, func() string {
+		return fmt.Sprintf("the page did not receive frames of every track: %+v\nbrowser output:\n%s", s, b.output.String())
+	}, func() bool {
 		s = run1(t, b, chromedp.Evaluate[browserState](`window.moq ?? {}`))
 		if s.Error != "" {
 			t.Fatalf("the page failed: %s\nbrowser output:\n%s", s.Error, b.output.String())
