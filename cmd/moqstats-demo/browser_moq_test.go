@@ -185,6 +185,13 @@ func TestBrowserSubscribesOverWebTransport(t *testing.T) {
 		}
 	}
 	t.Logf("%d frames over WebTransport, all as written", n)
+
+	// The demo stops cleanly with the page subscribed: the subscriptions
+	// end with the final frames.
+	out, err := d.stop(t)
+	if err != nil {
+		t.Errorf("the demo stopped with %v while the page was subscribed; output:\n%s", err, out)
+	}
 }
 
 // trackList is every track of the demo's stats: the plain ones, each

@@ -367,4 +367,3 @@ func nodeMajor(t *testing.T, node string) int {
 	}
 	return n
 }
-
