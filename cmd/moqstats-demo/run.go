@@ -35,7 +35,7 @@ type options struct {
 
 	// Tests only.
 	catalog      []broadcastSpec // replaces specs(broadcasts) when set
-	record       moqstats.Origin // one more member of the fanout
+	record       moqstats.Origin // one more member of the fanout, the first
 	moqAuthorize func(moqlite.ConnInfo, moqlite.Request) error
 	onStatus     func(v *consumer.View, line string)
 	trafficFor   time.Duration // > 0: traffic stops after it, serving goes on
@@ -98,7 +98,9 @@ func run(ctx context.Context, o options, ln net.Listener, pc net.PacketConn, w i
 	}
 	members := []moqstats.Origin{memorigin.New(), httpOrigin, moq.srv}
 	if o.record != nil {
-		members = append(members, o.record)
+		// First: the fanout writes its members in order, so a frame is
+		// recorded before any client can receive it.
+		members = append([]moqstats.Origin{o.record}, members...)
 	}
 	stats, err := moqstats.New(moqstats.Config{
 		Origin:     consumer.NewOrigin(fanout.New(members...), agg, consumer.OriginOptions{}),
