@@ -23,6 +23,7 @@ import (
 	"github.com/moqstats/moqstats"
 	"github.com/moqstats/moqstats/httpstats"
 	"github.com/moqstats/moqstats/internal/promtest"
+	"github.com/moqstats/moqstats/moqlite"
 )
 
 // screenshotEnv names a file, relative to the repository's root, that
@@ -138,6 +139,7 @@ func TestOffHostCatchesEveryOtherDestination(t *testing.T) {
 // pageState is what the page shows, read from its DOM in one go, so it is
 // one rendering's state.
 type pageState struct {
+	Source   string
 	Conn     string
 	Node     string
 	Images   int
@@ -171,6 +173,7 @@ const readPage = `(() => {
   const a = (el, name) => el.getAttribute(name) ?? '';
   const cells = (tr) => [...tr.cells].map((td) => td.textContent);
   return {
+    source: document.body.dataset.source ?? '',
     conn: a(document.getElementById('conn'), 'data-state'),
     node: document.getElementById('node').textContent,
     images: document.images.length,
@@ -192,6 +195,31 @@ const readPage = `(() => {
   };
 })()`
 
+// frameSource finds the frame a track carried with the id the page
+// shows: an event id over Server-Sent Events (follower), "group.frame"
+// over moq-lite (recordedFrames).
+type frameSource interface {
+	frame(track, id string) ([]byte, bool)
+}
+
+// recordedFrames finds a frame the page received over moq-lite among
+// those the Stats wrote, by its group sequence and index.
+type recordedFrames struct{ r *recorder }
+
+func (rf recordedFrames) frame(track, id string) ([]byte, bool) {
+	g, i, ok := strings.Cut(id, ".")
+	seq, err1 := strconv.ParseUint(g, 10, 64)
+	idx, err2 := strconv.Atoi(i)
+	if !ok || err1 != nil || err2 != nil {
+		return nil, false
+	}
+	frames, _ := rf.r.group(track, seq)
+	if idx < 0 || idx >= len(frames) {
+		return nil, false
+	}
+	return frames[idx], true
+}
+
 // pageTrack is one track's state as the page showed it, with the frames
 // it names.
 type pageTrack struct {
@@ -204,7 +232,7 @@ type pageTrack struct {
 // checkPage checks everything the page shows against the frames the
 // server sent with the ids the page names, and returns how many
 // broadcasts had a known, non-zero egress rate.
-func checkPage(t *testing.T, s pageState, f *follower) (rated int) {
+func checkPage(t *testing.T, s pageState, f frameSource) (rated int) {
 	t.Helper()
 	tracks := map[string]*pageTrack{}
 	for _, tr := range s.Tracks {
@@ -363,26 +391,56 @@ func closeTo(a, b float64) bool {
 }
 
 // TestDashboardShowsTheFramesLive runs the demo and its page in headless
-// Chromium: it waits for live numbers, checks what the page shows against
-// the frames the server sent with the ids the page names (several times,
-// as viewers come and go), saves a screenshot, checks that the page made
-// no request beyond the demo's address, and that it notices the stats
-// broadcast closing when the demo stops.
+// Chromium, from each source (Server-Sent Events, and moq-lite over
+// WebTransport): it waits for live numbers, checks what the page shows
+// against the frames the server sent with the ids the page names (several
+// times, as viewers come and go), saves a screenshot, checks that the
+// page made no request beyond the demo's address, and that it notices the
+// stats broadcast closing when the demo stops.
 func TestDashboardShowsTheFramesLive(t *testing.T) {
-	b := startBrowser(t, false)
+	t.Run("sse", func(t *testing.T) { testDashboardLive(t, "sse") })
+	t.Run("moq", func(t *testing.T) {
+		needInteropModules(t)
+		testDashboardLive(t, "moq")
+	})
+}
+
+func testDashboardLive(t *testing.T, source string) {
+	b := startBrowser(t, source == "moq")
 	o := testOptions()
 	minPoints := 5
 	save := os.Getenv(screenshotEnv)
+	if source != "sse" {
+		save = ""
+	}
 	if save != "" {
 		// A screenshot worth keeping: ticks as a person would see them,
 		// and a sparkline with some history.
 		o.interval, minPoints, o.node = 500*time.Millisecond, 60, "demo/1"
 	}
+	rec := newRecorder()
+	o.record = rec
+	var mu sync.Mutex
+	var transports []string
+	o.moqAuthorize = func(info moqlite.ConnInfo, req moqlite.Request) error {
+		if req.Action == moqlite.ActionConnect {
+			mu.Lock()
+			transports = append(transports, info.Transport)
+			mu.Unlock()
+		}
+		return nil
+	}
 	d := startDemo(t, o)
-	f := follow(t, d.base, pageTracks...)
+	var f frameSource = recordedFrames{rec}
+	var sse *follower
+	page := d.base + "/?source=moq"
+	if source == "sse" {
+		sse = follow(t, d.base, pageTracks...)
+		f, page = sse, d.base+"/"
+	}
 	host := strings.TrimPrefix(d.base, "http://")
 
-	run1(t, b, chromedp.Steps(chromedp.EmulateViewport(1280, 820), chromedp.Navigate(d.base+"/")))
+	run1(t, b, chromedp.Steps(chromedp.EmulateViewport(1280, 820), chromedp.Navigate(page)))
 
 	var s pageState
 	eventually(t, func() string { return fmt.Sprintf("the page never showed live numbers; last state %+v", s) }, func() bool {
@@ -441,8 +499,10 @@ func TestDashboardShowsTheFramesLive(t *testing.T) {
 	if rated == 0 {
 		t.Error("no broadcast showed a non-zero egress rate, so rates went unchecked")
 	}
-	if err := f.err(); err != nil {
-		t.Error(err)
+	if sse != nil {
+		if err := sse.err(); err != nil {
+			t.Error(err)
+		}
 	}
 
 	// The demo stops: the page sees the end events and clears its rows.
@@ -457,10 +517,31 @@ func TestDashboardShowsTheFramesLive(t *testing.T) {
 	b.mu.Lock()
 	requests := slices.Clone(b.requests)
 	b.mu.Unlock()
-	if off := offHost(requests, host); off != nil {
+	// WebTransport goes to the same host and port, over https (HTTP/3).
+	if off := slices.DeleteFunc(offHost(requests, host), func(r string) bool { return r == "https://"+host+moqPath }); off != nil {
 		t.Errorf("the page made requests beyond %s: %q", host, off)
 	}
-	for _, want := range []string{d.base + "/", d.base + "/dashboard.js", d.base + "/dashboard.css", d.base + "/stats/", d.base + "/stats/publisher.json", d.base + "/stats/internal/subscriber.json"} {
+	want := []string{d.base + "/", d.base + "/dashboard.js", d.base + "/dashboard.css", d.base + "/stats/", d.base + "/stats/publisher.json", d.base + "/stats/internal/subscriber.json"}
+	if source == "moq" {
+		want = []string{page, d.base + "/dashboard.js", d.base + "/moq-source.js", d.base + "/js/@moq/lite/index.js", d.base + "/certificate.sha256"}
+		for _, r := range requests {
+			if strings.HasPrefix(r, d.base+"/stats/") {
+				t.Errorf("the page on moq-lite requested %s", r)
+			}
+		}
+	}
+	if s.Source != source {
+		t.Errorf("the page says its source is %q; want %q", s.Source, source)
+	}
+	mu.Lock()
+	if source == "moq" && (len(transports) == 0 || slices.ContainsFunc(transports, func(tr string) bool { return tr != "webtransport" })) {
+		t.Errorf("the page's moq-lite sessions came over %q; want WebTransport only", transports)
+	}
+	if source == "sse" && len(transports) > 0 {
+		t.Errorf("the page on Server-Sent Events opened moq-lite sessions over %q", transports)
+	}
+	mu.Unlock()
+	for _, want := range want {
 		if !slices.Contains(requests, want) {
 			t.Errorf("the page never requested %s; requests seen: %q", want, requests)
 		}
@@ -533,7 +614,7 @@ func TestDashboardComputesFromFramesWrittenByHand(t *testing.T) {
 		t.Fatal(err)
 	}
 	mux := http.NewServeMux()
-	handleDashboard(mux)
+	handleDashboard(mux, nil)
 	mux.Handle("/stats/", http.StripPrefix("/stats", origin))
 	srv := httptest.NewServer(mux)
 	t.Cleanup(srv.Close)

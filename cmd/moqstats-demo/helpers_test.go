@@ -72,7 +72,7 @@ func (d *demo) stop(t *testing.T) (string, error) {
 
 // testOptions are small, fast settings with a fixed seed.
 func testOptions() options {
-	return options{interval: 100 * time.Millisecond, node: "test", broadcasts: 4, viewers: 30, seed: 7}
+	return options{interval: 100 * time.Millisecond, node: "test", broadcasts: 4, viewers: 30, seed: 7, modules: findModules(moduleDirs...)}
 }
 
 // recorder is a moqstats.Origin (and its broadcasts moqstats.Appenders,

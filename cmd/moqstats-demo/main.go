@@ -19,7 +19,11 @@ func main() {
 	flag.IntVar(&o.broadcasts, "broadcasts", 4, "number of simulated broadcasts")
 	flag.IntVar(&o.viewers, "viewers", 40, "most sessions connected at once, watching or not")
 	flag.Uint64Var(&o.seed, "seed", 1, "random seed: the same seed gives the same traffic")
+	flag.StringVar(&o.modules, "moq-js", "", "node_modules directory holding @moq/lite, for the dashboard's moq-lite source; default: moqlite/interop/node_modules of the repository, if installed")
 	flag.Parse()
+	if o.modules == "" {
+		o.modules = findModules(moduleDirs...)
+	}
 	if flag.NArg() > 0 {
 		fmt.Fprintf(os.Stderr, "moqstats-demo: unexpected arguments %q\n", flag.Args())
 		flag.Usage()

@@ -32,6 +32,7 @@ type options struct {
 	broadcasts int
 	viewers    int // most sessions connected at once
 	seed       uint64
+	modules    string // node_modules holding @moq/lite, for the dashboard's moq-lite source; "" for none
 
 	// Tests only.
 	catalog      []broadcastSpec // replaces specs(broadcasts) when set
@@ -96,6 +97,10 @@ func run(ctx context.Context, o options, ln net.Listener, pc net.PacketConn, w i
 	if err != nil {
 		return closeAll(err)
 	}
+	mods, err := loadModules(o.modules)
+	if err != nil {
+		return closeAll(err)
+	}
 	members := []moqstats.Origin{memorigin.New(), httpOrigin, moq.srv}
 	if o.record != nil {
 		// First: the fanout writes its members in order, so a frame is
@@ -120,7 +125,7 @@ func run(ctx context.Context, o options, ln net.Listener, pc net.PacketConn, w i
 
 	// No WriteTimeout: it would cut every stream (httpstats sets a
 	// deadline per write).
-	srv := &http.Server{Handler: newMux(httpOrigin, reg, moq), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
+	srv := &http.Server{Handler: newMux(httpOrigin, reg, moq, mods), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
 	srv.RegisterOnShutdown(httpOrigin.Shutdown)
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -149,7 +154,11 @@ func run(ctx context.Context, o options, ln net.Listener, pc net.PacketConn, w i
 	addr := ln.Addr().String()
 	base := "http://" + addr
 	out.line("moqstats-demo: a simulated relay with %d broadcasts and up to %d viewers, tick %v", len(bs), o.viewers, o.interval)
-	out.line("dashboard  %s/", base)
+	if mods != nil {
+		out.line("dashboard  %s/ (from Server-Sent Events; from moq-lite over WebTransport: %s/?source=moq)", base, base)
+	} else {
+		out.line("dashboard  %s/ (its moq-lite source is off: no @moq/lite; bash .ci/install-interop installs it)", base)
+	}
 	out.line("stats      %s/stats/ (broadcast %s)", base, stats.Path())
 	out.line("moq-lite   ws://%s%s (WebSocket), https://%s%s (WebTransport; HTTP/3 on UDP)", addr, moqPath, addr, moqPath)
 	out.line("cert hash  %s/certificate.sha256 (self-signed, for serverCertificateHashes)", base)
@@ -239,9 +248,9 @@ func run(ctx context.Context, o options, ln net.Listener, pc net.PacketConn, w i
 // tracks under /stats/, Prometheus metrics at /metrics and the runtime
 // profiles under /debug/pprof/, on a mux of its own rather than
 // http.DefaultServeMux, which anything imported may register on.
-func newMux(stats *httpstats.Origin, reg *prometheus.Registry, moq *moqServer) *http.ServeMux {
+func newMux(stats *httpstats.Origin, reg *prometheus.Registry, moq *moqServer, mods *jsModules) *http.ServeMux {
 	mux := http.NewServeMux()
-	handleDashboard(mux)
+	handleDashboard(mux, mods)
 	mux.Handle(moqPath, moq.webSocket())
 	mux.Handle("GET /certificate.sha256", moq.certificate())
 	mux.Handle("/stats/", http.StripPrefix("/stats", stats))

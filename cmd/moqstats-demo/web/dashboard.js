@@ -1,6 +1,7 @@
 // The demo dashboard. It reads the stats tracks under stats/ as
-// Server-Sent Events and computes everything it shows from the cumulative
-// frames: per-broadcast bitrates from successive frames, live viewers
+// Server-Sent Events, or with ?source=moq over moq-lite (moq-source.js,
+// @moq/lite over WebTransport), and computes everything it shows from the
+// cumulative frames, the same way whichever source carried them: per-broadcast bitrates from successive frames, live viewers
 // (broadcasts - broadcasts_closed on the egress tracks) and sessions by
 // root (sessions - sessions_closed). Keys (broadcast paths, auth roots)
 // come from clients, so they only ever reach the page as text
@@ -36,6 +37,12 @@
 
   const statsBase = new URL('stats/', document.baseURI);
   const $ = (id) => document.getElementById(id);
+
+  // The source of the frames: Server-Sent Events, or moq-lite when asked
+  // for and the demo serves @moq/lite (it then gives the page an import
+  // map and data-moq-lite="on").
+  const moqAvailable = document.documentElement.dataset.moqLite === 'on';
+  const SOURCE = new URLSearchParams(location.search).get('source') === 'moq' ? 'moq' : 'sse';
 
   // Per-track state. frame and prev are the last two frames received, as
   // Maps from key to entry; at and prevAt when they arrived
@@ -358,7 +365,10 @@
     const el = $('conn');
     let state;
     let text;
-    if (list.some((t) => t.status === 'live' || t.status === 'open')) {
+    if (SOURCE === 'moq' && !moqAvailable) {
+      state = 'unavailable';
+      text = 'moq-lite unavailable: the demo found no @moq/lite';
+    } else if (list.some((t) => t.status === 'live' || t.status === 'open')) {
       const waiting = list.some((t) => t.status === 'reconnecting' || t.status === 'connecting');
       state = waiting ? 'reconnecting' : 'live';
       text = waiting ? 'reconnecting…' : 'live';
@@ -449,7 +459,74 @@
     };
   }
 
+  // --- moq-lite -------------------------------------------------------------
+
+  let moqSession = null; // the session being used, or null
+
+  async function startMoq() {
+    if (!moqAvailable) {
+      render();
+      return;
+    }
+    let mod;
+    try {
+      mod = await import('./moq-source.js');
+    } catch {
+      scheduleStart();
+      return;
+    }
+    const session = mod.subscribe({
+      url: new URL('moq', document.baseURI),
+      tracks: TRACKS,
+      onBroadcast: (path) => {
+        if (moqSession !== session) return;
+        everConnected = true;
+        backoff = MIN_BACKOFF;
+        $('node').textContent = path;
+        for (const t of tracks.values()) t.status = t.frame === null ? 'open' : 'live';
+        render();
+      },
+      onFrame: (name, group, index, data) => {
+        const t = tracks.get(name);
+        if (moqSession === session && t !== undefined) onFrame(t, { data, lastEventId: `${group}.${index}` });
+      },
+      // The stats broadcast closed: as the end event does on the other
+      // source, drop its counts and wait for it to come back.
+      onEnd: (name) => {
+        const t = tracks.get(name);
+        if (moqSession !== session || t === undefined) return;
+        clearTrack(t);
+        t.status = 'ended';
+        render();
+      },
+      onClose: () => {
+        if (moqSession !== session) return;
+        moqSession = null;
+        for (const t of tracks.values()) {
+          if (t.status !== 'ended') t.status = 'error';
+        }
+        scheduleStart();
+        render();
+      },
+    });
+    moqSession = session;
+  }
+
+  function markSource() {
+    document.body.setAttribute('data-source', SOURCE);
+    $(`source-${SOURCE}`).setAttribute('aria-current', 'page');
+    if (!moqAvailable) {
+      const a = $('source-moq');
+      a.setAttribute('aria-disabled', 'true');
+      a.title = 'needs @moq/lite: run bash .ci/install-interop, then restart the demo';
+    }
+  }
+
   async function start() {
+    if (SOURCE === 'moq') {
+      startMoq();
+      return;
+    }
     let index;
     try {
       const resp = await fetch(statsBase, { cache: 'no-store', headers: { Accept: 'application/json' } });
@@ -469,6 +546,7 @@
     render();
   }
 
+  markSource();
   render();
   start();
   setInterval(render, 1000); // ages, staleness
