@@ -792,3 +792,72 @@ func TestDashboardComputesFromFramesWrittenByHand(t *testing.T) {
 		t.Errorf("after the new broadcast: %+v, node %q; want c/z with 2 viewers and no rate yet, node .stats/node/again", r, s.Node)
 	}
 }
+
+// TestDashboardSourcesShowTheSameNumbers runs the page on each source
+// against the same demo once its traffic has paused (viewers and sessions
+// still connected, no byte moving) and its tracks went quiet: both must
+// show the same broadcasts, viewers, bytes sent, rates, sessions and
+// totals, and the bytes sent and sessions joined must be what the
+// simulation counted.
+func TestDashboardSourcesShowTheSameNumbers(t *testing.T) {
+	needInteropModules(t)
+	b := startBrowser(t, true)
+	o := testOptions()
+	o.trafficFor, o.trafficHold = 1500*time.Millisecond, true
+	done := make(chan ledger, 1)
+	o.trafficDone = func(l ledger) { done <- l }
+	d := startDemo(t, o)
+	var l ledger
+	select {
+	case l = <-done:
+	case <-time.After(hangGuard):
+		t.Fatal("the traffic did not stop")
+	}
+
+	// shown waits until the page shows the final frames of every
+	// broadcast, quiet (every rate 0), and returns what it shows but
+	// the sparklines and the tracks table, whose frame ids and history
+	// differ by source and by when the page was opened.
+	shown := func(source string) pageState {
+		t.Helper()
+		run1(t, b, chromedp.Navigate(d.base+"/?source="+source))
+		var s pageState
+		eventually(t, func() string { return fmt.Sprintf("%s: the page never showed the final, quiet frames: %+v; sent %v", source, s, l.Egress) }, func() bool {
+			s = run1(t, b, chromedp.Evaluate[pageState](readPage))
+			if s.Source != source || s.Conn != "live" || len(s.Rows) != len(l.Egress) {
+				return false
+			}
+			for _, r := range s.Rows {
+				if r.Egress != "0" || r.Ingress != "0" || r.Sent != strconv.FormatUint(l.Egress[r.Key], 10) {
+					return false
+				}
+			}
+			return true
+		})
+		for i := range s.Rows {
+			s.Rows[i].Points = 0
+		}
+		s.Tracks, s.Source = nil, ""
+		return s
+	}
+	sse := shown("sse")
+	moq := shown("moq")
+	if !reflect.DeepEqual(sse, moq) {
+		t.Errorf("the sources show different numbers:\nServer-Sent Events: %+v\nmoq-lite:           %+v", sse, moq)
+	}
+	var joined uint64
+	for _, s := range moq.Sessions {
+		n, _ := strconv.ParseUint(s.Joined, 10, 64)
+		joined += n
+		if want := strconv.FormatUint(l.Sessions[s.Root], 10); s.Joined != want {
+			t.Errorf("root %s: %s sessions joined shown; the simulation opened %s", s.Root, s.Joined, want)
+		}
+	}
+	if joined == 0 {
+		t.Error("no sessions shown, so sessions went unchecked")
+	}
+	if moq.Cards["sum-viewers"] == "0" {
+		t.Error("no viewers shown, so viewers went unchecked")
+	}
+	t.Logf("both sources show %d broadcasts, %s viewers, %s sessions", len(moq.Rows), moq.Cards["sum-viewers"], moq.Cards["sum-sessions"])
+}

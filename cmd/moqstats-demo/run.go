@@ -40,6 +40,7 @@ type options struct {
 	moqAuthorize func(moqlite.ConnInfo, moqlite.Request) error
 	onStatus     func(v *consumer.View, line string)
 	trafficFor   time.Duration // > 0: traffic stops after it, serving goes on
+	trafficHold  bool          // with trafficFor: the sessions stay open, their counts still, until the demo stops
 	trafficDone  func(ledger)
 }
 
@@ -207,11 +208,16 @@ func run(ctx context.Context, o options, ln net.Listener, pc net.PacketConn, w i
 		defer stop()
 	}
 	s.run(simCtx)
-	s.close()
+	if !o.trafficHold {
+		s.close()
+	}
 	if o.trafficDone != nil {
 		o.trafficDone(s.ledger())
 	}
 	<-ctx.Done()
+	if o.trafficHold {
+		s.close()
+	}
 
 	close(stopStatus)
 	status.Wait()
