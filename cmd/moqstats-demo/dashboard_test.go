@@ -822,7 +822,9 @@ func TestDashboardSourcesShowTheSameNumbers(t *testing.T) {
 		t.Helper()
 		run1(t, b, chromedp.Navigate(d.base+"/?source="+source))
 		var s pageState
-		eventually(t, func() string { return fmt.Sprintf("%s: the page never showed the final, quiet frames: %+v; sent %v", source, s, l.Egress) }, func() bool {
+		eventually(t, func() string {
+			return fmt.Sprintf("%s: the page never showed the final, quiet frames: %+v; sent %v", source, s, l.Egress)
+		}, func() bool {
 			s = run1(t, b, chromedp.Evaluate[pageState](readPage))
 			if s.Source != source || s.Conn != "live" || len(s.Rows) != len(l.Egress) {
 				return false

@@ -12,8 +12,16 @@
 //
 // On http://127.0.0.1:8080 by default (-listen):
 //
-//	/               the dashboard: one page, its script and style sheet
-//	                embedded, no build step, no request beyond this server
+//	/               the dashboard: one page, its scripts and style sheet
+//	                embedded, no build step, no request beyond this server;
+//	                its frames come from /stats/ as Server-Sent Events, or,
+//	                with ?source=moq (the switch at its top), over moq-lite
+//	                from /moq, with @moq/lite over WebTransport
+//	/js/            the JavaScript of @moq/lite and its dependencies, as
+//	                .ci/install-interop installs them in
+//	                moqlite/interop/node_modules (-moq-js), for the
+//	                moq-lite source; the page names them in an import map,
+//	                which its Content-Security-Policy admits by hash
 //	/stats/         the stats broadcast (package httpstats): the index,
 //	                /stats/<track> the latest frame, or every frame as
 //	                Server-Sent Events with Accept: text/event-stream
@@ -54,6 +62,10 @@
 //	-broadcasts  simulated broadcasts (4)
 //	-viewers     most sessions connected at once, watching or not (40)
 //	-seed        random seed: the same seed gives the same traffic (1)
+//	-moq-js      node_modules holding @moq/lite, for the dashboard's moq-lite
+//	             source (moqlite/interop/node_modules, from the repository's
+//	             root or from cmd/moqstats-demo; without it that source is
+//	             off)
 //
 // # Traffic
 //
@@ -78,7 +90,8 @@
 // WebSocket handler is mounted at /moq and whose WebTransport server
 // runs on the UDP port. The Aggregator feeds /metrics through a
 // promstats.Collector and the status line; the dashboard computes its
-// numbers in the browser from the Server-Sent Events of the tracks.
+// numbers in the browser from the plain JSON tracks, by either source,
+// with the same code.
 //
 // # Terminal
 //
@@ -107,8 +120,9 @@
 //
 // Besides unit tests of the traffic and the status line, the tests drive
 // the dashboard in headless Chromium (Debian's chromium package,
-// .ci/install-chromium) and check what it shows against the frames it was
-// sent; load a page in Chromium that subscribes with @moq/lite 0.2.2
+// .ci/install-chromium) from each source and check what it shows against
+// the frames it was sent, and that both sources show the same numbers;
+// load a page in Chromium that subscribes with @moq/lite 0.2.2
 // (moqlite/interop/node_modules, .ci/install-interop) over WebTransport
 // and check every frame it received against the frames written; run the
 // README's Node snippet against /moq; and run a real Prometheus server

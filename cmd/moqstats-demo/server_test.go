@@ -3,6 +3,8 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/base64"
 	"encoding/json"
 	"io"
 	"net"
@@ -57,6 +59,8 @@ func TestServesDashboardStatsMetricsAndProfiles(t *testing.T) {
 		{"/debug/pprof/", "text/html; charset=utf-8", 200, []string{"goroutine", "heap", "profile"}},
 		{"/debug/pprof/cmdline", "", 200, nil},
 		{"/debug/pprof/goroutine?debug=1", "", 200, []string{"goroutine profile:"}},
+		{"/moq-source.js", "text/javascript; charset=utf-8", 200, []string{"from '@moq/lite'"}},
+		{"/certificate.sha256", "text/plain; charset=utf-8", 200, nil},
 		{"/index.html", "", 404, nil},
 		{"/default-mux-probe", "", 404, nil},
 		{"/web/dashboard.js", "", 404, nil},
@@ -76,6 +80,16 @@ func TestServesDashboardStatsMetricsAndProfiles(t *testing.T) {
 		}
 	}
 
+	if testOptions().modules != "" {
+		// @moq/lite's JavaScript, for the moq-lite source, and nothing
+		// else of node_modules.
+		for path, status := range map[string]int{"/js/@moq/lite/index.js": 200, "/js/@moq/lite/package.json": 404, "/js/../../go.mod": 404} {
+			resp, body := get(t, d.base+path)
+			if resp.StatusCode != status || status == 200 && (resp.Header.Get("Content-Type") != "text/javascript; charset=utf-8" || !strings.Contains(body, "export")) {
+				t.Errorf("GET %s: %s, %q; want %d, JavaScript if 200", path, resp.Status, resp.Header.Get("Content-Type"), status)
+			}
+		}
+	}
 	resp, _ := get(t, d.base+"/")
 	if csp := resp.Header.Get("Content-Security-Policy"); !strings.Contains(csp, "default-src 'none'") || !strings.Contains(csp, "connect-src 'self'") {
 		t.Errorf("dashboard Content-Security-Policy %q; want only its own origin", csp)
@@ -229,5 +243,26 @@ func TestLoopbackOnlyByDefault(t *testing.T) {
 		if got := isLoopback(a); got != want {
 			t.Errorf("isLoopback(%s) = %v; want %v", addr, got, want)
 		}
+	}
+}
+
+// TestDashboardPageCarriesTheImportMapItsPolicyAdmits: with @moq/lite
+// served, the page holds the import map inline and its policy admits that
+// one script by hash, and nothing else inline; without, the page has no
+// map, no moq-lite flag, and the plain policy.
+func TestDashboardPageCarriesTheImportMapItsPolicyAdmits(t *testing.T) {
+	im := []byte(`{"imports":{"@moq/lite":"/js/@moq/lite/index.js"},"scopes":{}}`)
+	page := indexPage(im)
+	sum := sha256.Sum256(im)
+	hash := "'sha256-" + base64.StdEncoding.EncodeToString(sum[:]) + "'"
+	if !bytes.Contains(page.body, []byte(`<script type="importmap">`+string(im)+`</script>`)) || !bytes.Contains(page.body, []byte(`data-moq-lite="on"`)) {
+		t.Errorf("page with modules lacks its import map or its moq-lite flag:\n%s", page.body)
+	}
+	if !strings.Contains(page.csp, "script-src 'self' "+hash+";") || strings.Contains(page.csp, "unsafe-inline") {
+		t.Errorf("policy %q; want script-src 'self' %s and nothing inline beyond it", page.csp, hash)
+	}
+	plain := indexPage(nil)
+	if bytes.Contains(plain.body, []byte("importmap")) || bytes.Contains(plain.body, []byte("data-moq-lite")) || plain.csp != contentSecurityPolicy {
+		t.Errorf("page without modules: policy %q, body:\n%s", plain.csp, plain.body)
 	}
 }
