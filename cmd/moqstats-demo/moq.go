@@ -13,6 +13,7 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/moqstats/moqstats"
 	"github.com/moqstats/moqstats/moqlite"
 	"github.com/moqstats/moqstats/moqlite/quicconn"
 	"github.com/moqstats/moqstats/moqlite/wsconn"
@@ -154,4 +155,45 @@ func (m *moqServer) certificate() http.Handler {
 		h.Set("X-Content-Type-Options", "nosniff")
 		fmt.Fprint(w, m.hash)
 	})
+}
+
+// lateSubscribers publishes through a moq-lite server's Origin, but a
+// broadcast's Close that timed out waiting for subscribers to take the
+// final frames (moqlite.ErrTimeout) is reported, not returned: the frames
+// were written and a slow peer (a throttled background tab, say) is no
+// failure of the demo, whose exit status should say whether it worked.
+type lateSubscribers struct {
+	origin moqstats.Origin
+	report func(error)
+}
+
+func (o lateSubscribers) Publish(path string, tracks []string) (moqstats.Broadcast, error) {
+	b, err := o.origin.Publish(path, tracks)
+	if err != nil {
+		return nil, err
+	}
+	app, ok := b.(moqstats.Appender)
+	if !ok {
+		return nil, fmt.Errorf("BUG: the moq-lite broadcast %T does not append, which compressed tracks need", b)
+	}
+	return lateBroadcast{Broadcast: b, app: app, report: o.report}, nil
+}
+
+type lateBroadcast struct {
+	moqstats.Broadcast
+	app    moqstats.Appender
+	report func(error)
+}
+
+func (b lateBroadcast) AppendFrame(track string, frame []byte) error {
+	return b.app.AppendFrame(track, frame)
+}
+
+func (b lateBroadcast) Close() error {
+	err := b.Broadcast.Close()
+	if errors.Is(err, moqlite.ErrTimeout) {
+		b.report(err)
+		return nil
+	}
+	return err
 }

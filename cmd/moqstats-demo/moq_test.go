@@ -9,6 +9,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"os"
@@ -371,4 +372,45 @@ func nodeMajor(t *testing.T, node string) int {
 		t.Fatalf("node --version: %q", out)
 	}
 	return n
+}
+
+// closingOrigin is an Origin whose broadcasts' Close returns err.
+type closingOrigin struct{ err error }
+
+func (o closingOrigin) Publish(string, []string) (moqstats.Broadcast, error) {
+	return closingBroadcast(o), nil
+}
+
+type closingBroadcast struct{ err error }
+
+func (closingBroadcast) WriteFrame(string, []byte) error  { return nil }
+func (closingBroadcast) AppendFrame(string, []byte) error { return nil }
+func (b closingBroadcast) Close() error                   { return b.err }
+
+// TestLateMoqSubscribersAreReportedNotFailures: a broadcast's Close that
+// timed out on slow moq-lite subscribers is reported and returns nil, so
+// the demo still exits 0; any other error is returned as is.
+func TestLateMoqSubscribersAreReportedNotFailures(t *testing.T) {
+	late := fmt.Errorf("moqlite: 1 subscribers of %q not finished within 1s: %w", ".stats/node/x", moqlite.ErrTimeout)
+	other := errors.New("some other failure")
+	for _, c := range []struct {
+		closeErr, want, reported error
+	}{
+		{nil, nil, nil},
+		{late, nil, late},
+		{other, other, nil},
+	} {
+		var reported error
+		o := lateSubscribers{origin: closingOrigin{c.closeErr}, report: func(err error) { reported = err }}
+		b, err := o.Publish(".stats/node/x", moqstats.Tracks())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, ok := b.(moqstats.Appender); !ok {
+			t.Fatalf("%T does not append; compressed tracks need it", b)
+		}
+		if err := b.Close(); err != c.want || reported != c.reported {
+			t.Errorf("Close with %v: returned %v, reported %v; want %v, %v", c.closeErr, err, reported, c.want, c.reported)
+		}
+	}
 }

@@ -102,7 +102,8 @@ func run(ctx context.Context, o options, ln net.Listener, pc net.PacketConn, w i
 	if err != nil {
 		return closeAll(err)
 	}
-	members := []moqstats.Origin{memorigin.New(), httpOrigin, moq.srv}
+	late := lateSubscribers{origin: moq.srv, report: func(err error) { out.line("moq-lite: %v", err) }}
+	members := []moqstats.Origin{memorigin.New(), httpOrigin, late}
 	if o.record != nil {
 		// First: the fanout writes its members in order, so a frame is
 		// recorded before any client can receive it.
