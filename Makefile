@@ -93,8 +93,10 @@ fuzz:
 		done; \
 	done
 
-# A simulated relay with a live dashboard at http://127.0.0.1:8080, until
-# Ctrl-C; flags in DEMOFLAGS (see cmd/moqstats-demo). Ctrl-C must end it
+# A simulated relay with a live dashboard at http://127.0.0.1:8080, and its
+# stats over moq-lite at ws://127.0.0.1:8080/moq and (WebTransport, UDP)
+# https://127.0.0.1:8080/moq, until Ctrl-C; flags in DEMOFLAGS (see
+# cmd/moqstats-demo). Ctrl-C must end it
 # cleanly: the demo prints its last status line and exits 0, and so must
 # make. So the demo is built and run itself (go run exits 1 when
 # interrupted), and, on a terminal, as a job of its own (bash's job
