@@ -32,6 +32,30 @@ type ClientConfig struct {
 	// client still takes group streams that were sent before the end but
 	// arrive after it (streams are independent); 0 means 250ms.
 	EndLinger time.Duration
+	// Publish, when set, offers the broadcasts published on this Server
+	// to the peer over the same session: it may ask for their announces
+	// and subscribe to them, as if it had dialed us. It is how a node
+	// pushes its stats into a server that subscribes to what its clients
+	// announce (ServerConfig.Ingest); Uplink does it for a moqstats.Origin.
+	// Publish's caps and Authorize apply, with ConnInfo.Transport
+	// "dialed".
+	Publish *Server
+}
+
+func (cfg ClientConfig) withDefaults() ClientConfig {
+	if cfg.HandshakeTimeout <= 0 {
+		cfg.HandshakeTimeout = DefaultHandshakeTimeout
+	}
+	if cfg.MaxFrame <= 0 {
+		cfg.MaxFrame = wire.MaxFrame
+	}
+	if cfg.MaxBufferedGroups <= 0 {
+		cfg.MaxBufferedGroups = 64
+	}
+	if cfg.EndLinger <= 0 {
+		cfg.EndLinger = 250 * time.Millisecond
+	}
+	return cfg
 }
 
 // Client is the subscriber side of a moq-lite session.
@@ -50,18 +74,7 @@ type Client struct {
 // NewClient runs the handshake on sess: the version is chosen by the
 // application protocol, or (for "moql" and "") by SETUP, offering lite-02.
 func NewClient(ctx context.Context, sess transport.Session, cfg ClientConfig) (*Client, error) {
-	if cfg.HandshakeTimeout <= 0 {
-		cfg.HandshakeTimeout = DefaultHandshakeTimeout
-	}
-	if cfg.MaxFrame <= 0 {
-		cfg.MaxFrame = wire.MaxFrame
-	}
-	if cfg.MaxBufferedGroups <= 0 {
-		cfg.MaxBufferedGroups = 64
-	}
-	if cfg.EndLinger <= 0 {
-		cfg.EndLinger = 250 * time.Millisecond
-	}
+	cfg = cfg.withDefaults()
 	c := &Client{sess: sess, cfg: cfg, ctx: sess.Context(), subs: map[uint64]*Subscription{}}
 	f, ok, setup := wire.ByProtocol(sess.Protocol())
 	switch {
@@ -78,8 +91,20 @@ func NewClient(ctx context.Context, sess transport.Session, cfg ClientConfig) (*
 		return nil, fmt.Errorf("moqlite: unsupported application protocol %q", sess.Protocol())
 	}
 	go c.acceptUni()
+	if cfg.Publish != nil {
+		// Our server's half of the session takes the peer's bidi
+		// streams: its announce interests and subscriptions.
+		ss := cfg.Publish.newSession(context.Background(), sess, ConnInfo{Transport: "dialed"})
+		ss.f = c.f
+		if err := cfg.Publish.register(ss); err != nil {
+			ss.cancel()
+			return nil, err
+		}
+		go ss.acceptBidi()
+		return c, nil
+	}
 	go func() {
-		// The server opens no bidi streams on these versions; refuse any.
+		// Nothing is published to the peer; refuse what it asks for.
 		for {
 			st, err := sess.AcceptBidi(c.ctx)
 			if err != nil {
@@ -89,6 +114,15 @@ func NewClient(ctx context.Context, sess transport.Session, cfg ClientConfig) (*
 		}
 	}()
 	return c, nil
+}
+
+// newClient is the subscriber half of a session whose version is known:
+// a server's, subscribing to what its peer announces. It takes the peer's
+// uni streams; the caller takes its bidi streams.
+func newClient(sess transport.Session, f wire.Features, cfg ClientConfig) *Client {
+	c := &Client{sess: sess, f: f, cfg: cfg.withDefaults(), ctx: sess.Context(), subs: map[uint64]*Subscription{}}
+	go c.acceptUni()
+	return c
 }
 
 // Version is the moq-lite version spoken, "moq-lite-04" for example.

@@ -57,6 +57,11 @@ type ServerConfig struct {
 	// peer asks for; an error refuses it (the session is closed, or the
 	// stream reset, with CodeRefused).
 	Authorize func(info ConnInfo, req Request) error
+	// Ingest, when set, makes every session symmetric: the server asks
+	// its peer for the broadcasts it announces and publishes each as its
+	// own, an aggregator endpoint that nodes dial and publish into (see
+	// IngestConfig). nil: the server subscribes to nothing.
+	Ingest *IngestConfig
 	// Logger receives refusals and protocol errors at debug level; nil
 	// means slog.Default().
 	Logger *slog.Logger
@@ -101,6 +106,7 @@ type Server struct {
 	broadcasts map[string]*Broadcast
 	interests  map[*interest]struct{}
 	sessions   map[*session]struct{}
+	relayed    map[string]*relayed // ServerConfig.Ingest's, by path
 	closed     bool
 
 	active atomic.Int64 // sessions being served, counted before the cap check
@@ -112,7 +118,7 @@ type counters struct {
 	sessions, sessionsRefused, subscriptionsRefused, interestsRefused atomic.Uint64
 	authRefused, handshakeTimeouts, idleTimeouts, protocolErrors      atomic.Uint64
 	notFound, groupsSkipped, writeTimeouts, unsupported               atomic.Uint64
-	streamsRefused                                                    atomic.Uint64
+	streamsRefused, broadcastsRefused                                 atomic.Uint64
 }
 
 // ServerStats is a snapshot of a Server's counters.
@@ -140,6 +146,10 @@ type Refusals struct {
 	ProtocolErrors    uint64 // sessions closed for malformed input
 	NotFound          uint64 // subscriptions to an unknown broadcast or track
 	Unsupported       uint64 // requests this server does not serve (FETCH)
+	// Broadcasts counts broadcasts a peer announced that Ingest did not
+	// take: past MaxBroadcasts, refused by Authorize, or at a path
+	// already published.
+	Broadcasts uint64
 }
 
 // NewServer returns a server with no broadcasts.
@@ -174,6 +184,7 @@ func (s *Server) Stats() ServerStats {
 			ProtocolErrors:    c.protocolErrors.Load(),
 			NotFound:          c.notFound.Load(),
 			Unsupported:       c.unsupported.Load(),
+			Broadcasts:        c.broadcastsRefused.Load(),
 		},
 		GroupsSkipped: c.groupsSkipped.Load(),
 		WriteTimeouts: c.writeTimeouts.Load(),
