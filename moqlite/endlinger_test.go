@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"slices"
@@ -166,4 +167,65 @@ func fmtGroups(m map[uint64][][]byte) string {
 		}
 	}
 	return fmt.Sprint(s)
+}
+
+// An EndLinger past CloseTimeout is cut at CloseTimeout: Close returns
+// then, with ErrTimeout for the subscriptions it cut, and they still got
+// every frame.
+func TestEndLingerEndsWithinCloseTimeout(t *testing.T) {
+	srv := moqlite.NewServer(moqlite.ServerConfig{EndLinger: time.Hour, CloseTimeout: 200 * time.Millisecond})
+	b, err := srv.PublishBroadcast("x", []string{"y"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, _, _ := connect(t, srv, "moq-lite-04")
+	sub, err := c.Subscribe("x", "y")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := timeout(t, 10*time.Second)
+	got := collect(ctx, sub)
+	b.WriteFrame("y", []byte("final"))
+	closed := make(chan error, 1)
+	go func() { closed <- b.Close() }()
+	select {
+	case err := <-closed:
+		if !errors.Is(err, moqlite.ErrTimeout) {
+			t.Fatalf("Close with an EndLinger past CloseTimeout: %v, want ErrTimeout", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Close waited out EndLinger (an hour), not CloseTimeout")
+	}
+	<-got.done
+	if got.err != nil || len(got.groups) != 1 || string(got.groups[0][0]) != "final" {
+		t.Fatalf("got %q, %v; want the final frame", got.groups, got.err)
+	}
+}
+
+// A subscription that never got a group has nothing to linger for: Close
+// returns once its peer ends its half, not after EndLinger.
+func TestEndLingerSkipsSubscriptionsWithoutGroups(t *testing.T) {
+	srv := moqlite.NewServer(moqlite.ServerConfig{EndLinger: time.Hour, CloseTimeout: time.Hour})
+	b, err := srv.PublishBroadcast("x", []string{"y"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, _, _ := connect(t, srv, "moq-lite-04")
+	sub, err := c.Subscribe("x", "y")
+	if err != nil {
+		t.Fatal(err)
+	}
+	closed := make(chan error, 1)
+	go func() { closed <- b.Close() }()
+	select {
+	case err := <-closed:
+		if err != nil {
+			t.Fatalf("Close: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Close lingered for a subscription that never got a group")
+	}
+	if g, err := sub.NextGroup(timeout(t, 10*time.Second)); err != io.EOF {
+		t.Fatalf("NextGroup after Close: %v, %v; want io.EOF", g, err)
+	}
 }

@@ -60,7 +60,9 @@ type ServerConfig struct {
 	// subscribe stream, and @moq/lite drops the groups it has not finished
 	// reading when it sees that end, so ending it at once loses the final
 	// frames. The wait is cut short when the peer ends the subscription,
-	// and ends within CloseTimeout of the close.
+	// is skipped by a subscription that never got a group, and ends
+	// within CloseTimeout of the close: a longer EndLinger is cut there,
+	// and Close reports those subscriptions with ErrTimeout.
 	EndLinger time.Duration
 	// Authorize, when set, sees every session at connect and every path a
 	// peer asks for; an error refuses it (the session is closed, or the
