@@ -229,3 +229,40 @@ func TestEndLingerSkipsSubscriptionsWithoutGroups(t *testing.T) {
 		t.Fatalf("NextGroup after Close: %v, %v; want io.EOF", g, err)
 	}
 }
+
+// Shutdown closes its broadcasts at once, so their lingers overlap: with
+// n broadcasts it takes about one EndLinger, never the n a close in turn
+// would take at the least, and every subscriber gets its final frame.
+func TestShutdownLingersOnceForAllBroadcasts(t *testing.T) {
+	const n, linger = 4, time.Second
+	srv := moqlite.NewServer(moqlite.ServerConfig{EndLinger: linger})
+	c, _, _ := connect(t, srv, "moq-lite-04")
+	ctx := timeout(t, 30*time.Second)
+	var subs []*received
+	for i := range n {
+		path := fmt.Sprint("b", i)
+		b, err := srv.PublishBroadcast(path, []string{"y"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		sub, err := c.Subscribe(path, "y")
+		if err != nil {
+			t.Fatal(err)
+		}
+		subs = append(subs, collect(ctx, sub))
+		b.WriteFrame("y", []byte(path))
+	}
+	start := time.Now()
+	if err := srv.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if d := time.Since(start); d >= n*linger {
+		t.Fatalf("Shutdown took %v with %d broadcasts and EndLinger %v: it closed them in turn", d, n, linger)
+	}
+	for i, r := range subs {
+		<-r.done
+		if r.err != nil || len(r.groups) != 1 || string(r.groups[0][0]) != fmt.Sprint("b", i) {
+			t.Fatalf("subscriber %d got %q, %v; want its final frame", i, r.groups, r.err)
+		}
+	}
+}
