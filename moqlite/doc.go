@@ -56,7 +56,9 @@
 // if the peer ends the subscription, and within the CloseTimeout that
 // Broadcast.Close keeps, which so takes about EndLinger when anyone is
 // subscribed (Shutdown closes its broadcasts at once, so their waits
-// overlap). A subscription that never got a group does not wait.
+// overlap). A subscription that never got a group does not wait. The
+// tests of package interop run @moq/lite itself in Node against a live
+// Stats with the default, over both WebSocket framings and every version.
 //   - Peer input never panics: every length is checked against a cap
 //     before it is used, every read of a peer's first message has a
 //     deadline, and any violation closes that session with CodeProtocol.
