@@ -39,6 +39,26 @@
 //     closes sessions only after that. The group streams travel apart
 //     from the subscribe stream, so the client keeps taking groups for
 //     ClientConfig.EndLinger after the end arrives.
+//
+// # Ending a subscription
+//
+// @moq/lite (0.2.2, lite/subscriber.js) closes a track as soon as it sees
+// the subscribe stream end: it stops reading the group streams of that
+// subscription and ignores any that arrive later, so a frame the server
+// sent but the client had not yet taken is lost without an error, though
+// the bytes had arrived (over WebSocket every stream shares one ordered
+// connection; the client's event loop just had not reached them). Ending
+// the subscribe stream right after the final group would lose the final
+// frames, which on a stats track are the final counts. So, once a
+// broadcast is closed, each subscription's writer waits
+// ServerConfig.EndLinger (default 1s) after its last group stream was
+// fully written before it ends the subscribe stream. The wait ends early
+// if the peer ends the subscription, and within the CloseTimeout that
+// Broadcast.Close keeps, which so takes about EndLinger when anyone is
+// subscribed (Shutdown closes its broadcasts at once, so their waits
+// overlap). A subscription that never got a group does not wait. The
+// tests of package interop run @moq/lite itself in Node against a live
+// Stats with the default, over both WebSocket framings and every version.
 //   - Peer input never panics: every length is checked against a cap
 //     before it is used, every read of a peer's first message has a
 //     deadline, and any violation closes that session with CodeProtocol.

@@ -23,6 +23,7 @@ const (
 	DefaultIdleTimeout         = 60 * time.Second
 	DefaultWriteTimeout        = 10 * time.Second
 	DefaultCloseTimeout        = 5 * time.Second
+	DefaultEndLinger           = time.Second
 )
 
 // ServerConfig configures a Server. Zero and negative values mean the
@@ -53,6 +54,16 @@ type ServerConfig struct {
 	// CloseTimeout bounds how long closing a broadcast (Stats.Close) and
 	// Shutdown wait for subscribers to receive the final frames.
 	CloseTimeout time.Duration
+	// EndLinger is how long, once a broadcast is closed, a subscription's
+	// writer waits after its last group stream was fully written before
+	// ending the subscribe stream. Group streams travel apart from the
+	// subscribe stream, and @moq/lite drops the groups it has not finished
+	// reading when it sees that end, so ending it at once loses the final
+	// frames. The wait is cut short when the peer ends the subscription,
+	// is skipped by a subscription that never got a group, and ends
+	// within CloseTimeout of the close: a longer EndLinger is cut there,
+	// and Close reports those subscriptions with ErrTimeout.
+	EndLinger time.Duration
 	// Authorize, when set, sees every session at connect and every path a
 	// peer asks for; an error refuses it (the session is closed, or the
 	// stream reset, with CodeRefused).
@@ -86,6 +97,7 @@ func (c ServerConfig) withDefaults() ServerConfig {
 	defd(&c.IdleTimeout, DefaultIdleTimeout)
 	defd(&c.WriteTimeout, DefaultWriteTimeout)
 	defd(&c.CloseTimeout, DefaultCloseTimeout)
+	defd(&c.EndLinger, DefaultEndLinger)
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
@@ -248,8 +260,8 @@ func (s *Server) lookup(path, name string) (*track, bool) {
 }
 
 // Shutdown stops serving: new sessions are refused, every broadcast still
-// published is closed (its subscribers receive the final frames, within
-// CloseTimeout), and then every session is closed with CodeShutdown,
+// published is closed, all at once (their subscribers receive the final
+// frames, within CloseTimeout), and then every session is closed with CodeShutdown,
 // once its peer has ended its subscriptions or ctx is done.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Lock()
@@ -260,10 +272,14 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		bs = append(bs, b)
 	}
 	s.mu.Unlock()
-	var errs []error
-	for _, b := range bs {
-		errs = append(errs, b.Close())
+	// The broadcasts close at once, so their EndLinger and CloseTimeout
+	// waits overlap instead of adding up.
+	errs := make([]error, len(bs))
+	var wg sync.WaitGroup
+	for i, b := range bs {
+		wg.Go(func() { errs[i] = b.Close() })
 	}
+	wg.Wait()
 	// Sessions whose subscriptions all ended close at once; the rest get
 	// until ctx is done, so a peer still reading final frames is not cut off.
 	for {
