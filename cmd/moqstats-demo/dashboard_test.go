@@ -51,7 +51,8 @@ type browser struct {
 
 // startBrowser launches Debian's Chromium with a fresh profile, with
 // everything that could reach beyond this machine on its own turned off.
-func startBrowser(t *testing.T) *browser {
+// QUIC is off unless quic is set (WebTransport needs it).
+func startBrowser(t *testing.T, quic bool) *browser {
 	t.Helper()
 	exe := needBinary(t, "chromium", "/usr/bin/chromium", ".ci/install-chromium")
 	b := &browser{}
@@ -62,7 +63,7 @@ func startBrowser(t *testing.T) *browser {
 		chromedp.NoSandbox, // root in CI; the page is our own
 		chromedp.DisableGPU,
 		chromedp.NoFirstRun,
-		chromedp.Flag("disable-quic", true),
+		chromedp.Flag("disable-quic", !quic),
 		chromedp.Flag("disable-background-networking", true),
 		chromedp.Flag("disable-component-update", true),
 		chromedp.Flag("disable-sync", true),
@@ -368,7 +369,7 @@ func closeTo(a, b float64) bool {
 // no request beyond the demo's address, and that it notices the stats
 // broadcast closing when the demo stops.
 func TestDashboardShowsTheFramesLive(t *testing.T) {
-	b := startBrowser(t)
+	b := startBrowser(t, false)
 	o := testOptions()
 	minPoints := 5
 	save := os.Getenv(screenshotEnv)
@@ -471,7 +472,7 @@ func TestDashboardShowsTheFramesLive(t *testing.T) {
 // members. They must show as text, unchanged, with no element created
 // from them, and count like any other key.
 func TestDashboardShowsHostileKeysAsText(t *testing.T) {
-	b := startBrowser(t)
+	b := startBrowser(t, false)
 	o := testOptions()
 	o.catalog = []broadcastSpec{
 		{`acme/<img src=x onerror="document.body.dataset.pwned=1">`, 2_000_000},
@@ -526,7 +527,7 @@ func TestDashboardShowsHostileKeysAsText(t *testing.T) {
 // frames; and after the stats broadcast closes and a new one starts, the
 // page follows the new one.
 func TestDashboardComputesFromFramesWrittenByHand(t *testing.T) {
-	b := startBrowser(t)
+	b := startBrowser(t, false)
 	origin, err := httpstats.New(httpstats.Options{})
 	if err != nil {
 		t.Fatal(err)

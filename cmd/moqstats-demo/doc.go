@@ -1,7 +1,8 @@
 // Command moqstats-demo is a simulated MoQ relay you can watch. It counts
-// its traffic with moqstats, publishes the stats broadcast over HTTP, and
-// serves a live dashboard computed from those frames, Prometheus metrics,
-// and the Go runtime's profiles:
+// its traffic with moqstats, publishes the stats broadcast over HTTP and
+// over moq-lite (WebSocket and WebTransport), and serves a live dashboard
+// computed from those frames, Prometheus metrics, and the Go runtime's
+// profiles:
 //
 //	cd cmd/moqstats-demo && go run .   # or make demo, from the repository
 //
@@ -20,16 +21,33 @@
 //	                runtime's and the process's
 //	/debug/pprof/   the runtime profiles (net/http/pprof), on the demo's own
 //	                mux: go tool pprof http://127.0.0.1:8080/debug/pprof/profile
+//	/moq            the stats broadcast over moq-lite (package moqlite) on
+//	                WebSocket: ws://127.0.0.1:8080/moq
+//	/certificate.sha256
+//	                the WebTransport certificate's SHA-256, in hex
+//
+// and on UDP, the same port: https://127.0.0.1:8080/moq, moq-lite over
+// WebTransport on HTTP/3, with a self-signed ECDSA P-256 certificate made
+// at start and valid for 14 days, the longest browsers accept by hash
+// (serverCertificateHashes). @moq/lite, given http://127.0.0.1:8080/moq,
+// fetches the hash and connects to the https URL itself.
 //
 // # Security
 //
 // The stats name customers' broadcasts and auth roots, and nothing here
 // asks who is asking, profiles included. The demo listens on loopback by
-// default, and warns when -listen reaches beyond this machine.
+// default, and warns when -listen reaches beyond this machine. A browser
+// page may open a moq-lite session (and read the certificate hash across
+// origins) only when it is served by this machine: its Origin is
+// localhost or a loopback IP literal, on any port; other pages get 403
+// (WebSocket) or a refused CONNECT (WebTransport), so a site a visitor
+// opens cannot read the stats through the visitor's browser, even by
+// rebinding its name to 127.0.0.1. Clients that send no Origin (not
+// browsers) are served.
 //
 // # Flags
 //
-//	-listen      address to serve on (127.0.0.1:8080)
+//	-listen      address to serve on, TCP and UDP (127.0.0.1:8080)
 //	-duration    stop after this long; 0, the default, runs until Ctrl-C
 //	-interval    the stats tick and status line (1s)
 //	-node        node name; the stats broadcast is .stats/node/<node> (demo/1)
@@ -53,12 +71,14 @@
 //
 // # Wiring
 //
-// One moqstats.Stats publishes through consumer.NewOrigin (which feeds a
-// consumer.Aggregator) to a fanout of an in-memory origin, standing in for
-// the relay's own, and an httpstats.Origin mounted at /stats/. The
-// Aggregator feeds /metrics through a promstats.Collector and the status
-// line; the dashboard computes its numbers in the browser from the
-// Server-Sent Events of the tracks.
+// One moqstats.Stats, with compressed tracks, publishes through
+// consumer.NewOrigin (which feeds a consumer.Aggregator) to a fanout of
+// an in-memory origin, standing in for the relay's own, an
+// httpstats.Origin mounted at /stats/, and a moqlite.Server, whose
+// WebSocket handler is mounted at /moq and whose WebTransport server
+// runs on the UDP port. The Aggregator feeds /metrics through a
+// promstats.Collector and the status line; the dashboard computes its
+// numbers in the browser from the Server-Sent Events of the tracks.
 //
 // # Terminal
 //
@@ -75,7 +95,8 @@
 //
 // Ctrl-C or SIGTERM stops the traffic (every viewer leaves), closes the
 // Stats, whose final pass writes the closing counts and ends the event
-// streams with them, prints a last status line and a summary of lifetime
+// streams and moq-lite subscriptions with them (a subscriber gets a
+// second to take them), prints a last status line and a summary of lifetime
 // totals, and shuts the server down, giving requests in flight a second;
 // the process then exits 0. A second Ctrl-C ends the process at once.
 // make demo builds the binary and runs it as a job of its own on the
@@ -87,8 +108,12 @@
 // Besides unit tests of the traffic and the status line, the tests drive
 // the dashboard in headless Chromium (Debian's chromium package,
 // .ci/install-chromium) and check what it shows against the frames it was
-// sent, and run a real Prometheus server (.ci/install-prometheus) against
-// /metrics. Both skip when the program is missing, unless CI is set.
+// sent; load a page in Chromium that subscribes with @moq/lite 0.2.2
+// (moqlite/interop/node_modules, .ci/install-interop) over WebTransport
+// and check every frame it received against the frames written; run the
+// README's Node snippet against /moq; and run a real Prometheus server
+// (.ci/install-prometheus) against /metrics. Each skips when its program
+// or modules are missing, unless CI is set.
 // MOQSTATS_SCREENSHOT=docs/dashboard.png also saves the dashboard's
 // screenshot there.
 package main

@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -28,6 +27,7 @@ const hangGuard = 2 * time.Minute
 
 // demo is the demo running in this process on a loopback port.
 type demo struct {
+	addr   string // 127.0.0.1:port, TCP and UDP
 	base   string // http://127.0.0.1:port
 	out    *promtest.LockedBuffer
 	cancel context.CancelFunc
@@ -38,13 +38,13 @@ type demo struct {
 // the test.
 func startDemo(t *testing.T, o options) *demo {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	ln, pc, err := listenBoth("127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	d := &demo{base: "http://" + ln.Addr().String(), out: &promtest.LockedBuffer{}, cancel: cancel, done: make(chan error, 1)}
-	go func() { d.done <- run(ctx, o, ln, d.out) }()
+	d := &demo{addr: ln.Addr().String(), base: "http://" + ln.Addr().String(), out: &promtest.LockedBuffer{}, cancel: cancel, done: make(chan error, 1)}
+	go func() { d.done <- run(ctx, o, ln, pc, d.out) }()
 	t.Cleanup(func() {
 		cancel()
 		select {
@@ -75,15 +75,19 @@ func testOptions() options {
 	return options{interval: 100 * time.Millisecond, node: "test", broadcasts: 4, viewers: 30, seed: 7}
 }
 
-// recorder is a moqstats.Origin that keeps every frame written, per
-// track, in write order: what the demo published, to check its output
-// against.
+// recorder is a moqstats.Origin (and its broadcasts moqstats.Appenders,
+// as compressed stats need) that keeps every frame written, per track, in
+// write order, and the groups they form: what the demo published, to
+// check its output against.
 type recorder struct {
 	mu     sync.Mutex
 	frames map[string][][]byte
+	groups map[string][][][]byte // track -> group sequence -> frames
 }
 
-func newRecorder() *recorder { return &recorder{frames: map[string][][]byte{}} }
+func newRecorder() *recorder {
+	return &recorder{frames: map[string][][]byte{}, groups: map[string][][][]byte{}}
+}
 
 func (r *recorder) Publish(path string, tracks []string) (moqstats.Broadcast, error) {
 	return recorderBroadcast{r}, nil
@@ -96,12 +100,40 @@ func (r *recorder) track(name string) [][]byte {
 	return slices.Clone(r.frames[name])
 }
 
+// group returns a copy of the frames of track's group seq (numbered from
+// 0 in write order, as moq-lite numbers them), and whether a later group
+// has started, so this one is whole.
+func (r *recorder) group(track string, seq uint64) (frames [][]byte, whole bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	gs := r.groups[track]
+	if seq >= uint64(len(gs)) {
+		return nil, false
+	}
+	return slices.Clone(gs[seq]), seq+1 < uint64(len(gs))
+}
+
 type recorderBroadcast struct{ r *recorder }
 
 func (b recorderBroadcast) WriteFrame(track string, frame []byte) error {
 	b.r.mu.Lock()
 	defer b.r.mu.Unlock()
-	b.r.frames[track] = append(b.r.frames[track], bytes.Clone(frame))
+	f := bytes.Clone(frame)
+	b.r.frames[track] = append(b.r.frames[track], f)
+	b.r.groups[track] = append(b.r.groups[track], [][]byte{f})
+	return nil
+}
+
+func (b recorderBroadcast) AppendFrame(track string, frame []byte) error {
+	b.r.mu.Lock()
+	defer b.r.mu.Unlock()
+	gs := b.r.groups[track]
+	if len(gs) == 0 {
+		return fmt.Errorf("recorder: append to %s before its first group", track)
+	}
+	f := bytes.Clone(frame)
+	b.r.frames[track] = append(b.r.frames[track], f)
+	gs[len(gs)-1] = append(gs[len(gs)-1], f)
 	return nil
 }
 

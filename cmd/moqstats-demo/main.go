@@ -4,7 +4,6 @@ import (
 	"context"
 	"flag"
 	"fmt"
-	"net"
 	"os"
 	"os/signal"
 	"syscall"
@@ -13,7 +12,7 @@ import (
 
 func main() {
 	var o options
-	listen := flag.String("listen", "127.0.0.1:8080", "address to serve the dashboard, stats, metrics and profiles on; keep it on loopback: there is no authentication")
+	listen := flag.String("listen", "127.0.0.1:8080", "address to serve the dashboard, stats, metrics, profiles and moq-lite on (TCP, and UDP on the same port for WebTransport); keep it on loopback: there is no authentication")
 	duration := flag.Duration("duration", 0, "stop after this long; 0 runs until Ctrl-C")
 	flag.DurationVar(&o.interval, "interval", time.Second, "stats tick, and status line")
 	flag.StringVar(&o.node, "node", "demo/1", "node name: the stats broadcast is .stats/node/<node>")
@@ -45,12 +44,12 @@ func main() {
 		ctx, cancel = context.WithTimeout(ctx, *duration)
 		defer cancel()
 	}
-	ln, err := net.Listen("tcp", *listen)
+	ln, pc, err := listenBoth(*listen)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "moqstats-demo:", err)
 		os.Exit(1)
 	}
-	if err := run(ctx, o, ln, os.Stdout); err != nil {
+	if err := run(ctx, o, ln, pc, os.Stdout); err != nil {
 		fmt.Fprintln(os.Stderr, "moqstats-demo:", err)
 		os.Exit(1)
 	}

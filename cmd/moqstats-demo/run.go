@@ -14,12 +14,14 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/quic-go/quic-go"
 
 	"github.com/moqstats/moqstats"
 	"github.com/moqstats/moqstats/consumer"
 	"github.com/moqstats/moqstats/fanout"
 	"github.com/moqstats/moqstats/httpstats"
 	"github.com/moqstats/moqstats/memorigin"
+	"github.com/moqstats/moqstats/moqlite"
 	"github.com/moqstats/moqstats/promstats"
 )
 
@@ -32,11 +34,12 @@ type options struct {
 	seed       uint64
 
 	// Tests only.
-	catalog     []broadcastSpec // replaces specs(broadcasts) when set
-	record      moqstats.Origin // one more member of the fanout
-	onStatus    func(v *consumer.View, line string)
-	trafficFor  time.Duration // > 0: traffic stops after it, serving goes on
-	trafficDone func(ledger)
+	catalog      []broadcastSpec // replaces specs(broadcasts) when set
+	record       moqstats.Origin // one more member of the fanout, the first
+	moqAuthorize func(moqlite.ConnInfo, moqlite.Request) error
+	onStatus     func(v *consumer.View, line string)
+	trafficFor   time.Duration // > 0: traffic stops after it, serving goes on
+	trafficDone  func(ledger)
 }
 
 func (o options) check() error {
@@ -59,60 +62,69 @@ const (
 	shutdownGrace = time.Second
 )
 
-// run serves the demo on ln and simulates the relay until ctx is done,
-// printing a status line per interval to w. Then it stops the traffic,
-// closes the stats (the final pass writes the closing counts, and the
-// event streams end with them), prints the last status and a summary, and
-// shuts the server down. ln is closed when run returns.
-func run(ctx context.Context, o options, ln net.Listener, w io.Writer) error {
+// run serves the demo on ln (HTTP, and moq-lite over WebSocket) and pc
+// (moq-lite over WebTransport), and simulates the relay until ctx is
+// done, printing a status line per interval to w. Then it stops the
+// traffic, closes the stats (the final pass writes the closing counts,
+// and the event streams and moq-lite subscriptions end with them), prints
+// the last status and a summary, and shuts the servers down. ln and pc
+// are closed when run returns.
+func run(ctx context.Context, o options, ln net.Listener, pc net.PacketConn, w io.Writer) error {
+	closeAll := func(err error) error {
+		return errors.Join(err, ln.Close(), pc.Close())
+	}
 	if err := o.check(); err != nil {
-		ln.Close()
-		return err
+		return closeAll(err)
 	}
 	start := time.Now()
 	out := &printer{w: w, start: start}
 
 	// Every frame the Stats writes goes to the relay's own origin (here
 	// the in-memory one, where a relay announces its stats to peers), to
-	// HTTP, and into the Aggregator behind /metrics and the status line.
+	// HTTP, to moq-lite, and into the Aggregator behind /metrics and the
+	// status line.
 	agg, err := consumer.New(consumer.Config{StaleAfter: 3 * o.interval, Retention: moqstats.DefaultRetention})
 	if err != nil {
-		ln.Close()
-		return err
+		return closeAll(err)
 	}
 	httpOrigin, err := httpstats.New(httpstats.Options{})
 	if err != nil {
-		ln.Close()
-		return err
+		return closeAll(err)
 	}
-	members := []moqstats.Origin{memorigin.New(), httpOrigin}
+	host, _, _ := net.SplitHostPort(ln.Addr().String())
+	moq, err := newMoqServer(moqlite.ServerConfig{CloseTimeout: streamDrain, Authorize: o.moqAuthorize}, host)
+	if err != nil {
+		return closeAll(err)
+	}
+	members := []moqstats.Origin{memorigin.New(), httpOrigin, moq.srv}
 	if o.record != nil {
-		members = append(members, o.record)
+		// First: the fanout writes its members in order, so a frame is
+		// recorded before any client can receive it.
+		members = append([]moqstats.Origin{o.record}, members...)
 	}
 	stats, err := moqstats.New(moqstats.Config{
-		Origin:   consumer.NewOrigin(fanout.New(members...), agg, consumer.OriginOptions{}),
-		Node:     o.node,
-		Interval: o.interval,
+		Origin:     consumer.NewOrigin(fanout.New(members...), agg, consumer.OriginOptions{}),
+		Node:       o.node,
+		Interval:   o.interval,
+		Compressed: true,
 	})
 	if err != nil {
-		ln.Close()
-		return err
+		return closeAll(err)
 	}
 	collector, err := promstats.New(promstats.Config{Aggregator: agg})
 	if err != nil {
-		ln.Close()
-		return errors.Join(err, stats.Close())
+		return closeAll(errors.Join(err, stats.Close()))
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collector, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
 	// No WriteTimeout: it would cut every stream (httpstats sets a
 	// deadline per write).
-	srv := &http.Server{Handler: newMux(httpOrigin, reg), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
+	srv := &http.Server{Handler: newMux(httpOrigin, reg, moq), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
 	srv.RegisterOnShutdown(httpOrigin.Shutdown)
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	var serveErr error
+	var serveErr, wtErr error
 	served := make(chan struct{})
 	go func() {
 		defer close(served)
@@ -121,15 +133,26 @@ func run(ctx context.Context, o options, ln net.Listener, w io.Writer) error {
 			cancel()
 		}
 	}()
+	wtServed := make(chan struct{})
+	go func() {
+		defer close(wtServed)
+		if err := moq.wt.Serve(pc); err != nil && !errors.Is(err, http.ErrServerClosed) && !errors.Is(err, quic.ErrServerClosed) && ctx.Err() == nil {
+			wtErr = fmt.Errorf("serve WebTransport: %w", err)
+			cancel()
+		}
+	}()
 
 	bs := o.catalog
 	if bs == nil {
 		bs = specs(o.broadcasts)
 	}
-	base := "http://" + ln.Addr().String()
+	addr := ln.Addr().String()
+	base := "http://" + addr
 	out.line("moqstats-demo: a simulated relay with %d broadcasts and up to %d viewers, tick %v", len(bs), o.viewers, o.interval)
 	out.line("dashboard  %s/", base)
 	out.line("stats      %s/stats/ (broadcast %s)", base, stats.Path())
+	out.line("moq-lite   ws://%s%s (WebSocket), https://%s%s (WebTransport; HTTP/3 on UDP)", addr, moqPath, addr, moqPath)
+	out.line("cert hash  %s/certificate.sha256 (self-signed, for serverCertificateHashes)", base)
 	out.line("metrics    %s/metrics", base)
 	out.line("pprof      %s/debug/pprof/", base)
 	if !isLoopback(ln.Addr()) {
@@ -194,20 +217,33 @@ func run(ctx context.Context, o options, ln net.Listener, w io.Writer) error {
 	}
 	grace, done := context.WithTimeout(context.Background(), shutdownGrace)
 	defer done()
+	// The moq-lite sessions first: WebSocket ones live on hijacked
+	// connections, which the HTTP server's Shutdown does not see.
+	moqErr := moq.srv.Shutdown(grace)
+	moq.wt.Close()
 	if err := srv.Shutdown(grace); err != nil {
 		srv.Close()
 	}
 	<-served
-	return errors.Join(closeErr, serveErr)
+	<-wtServed
+	pc.Close()
+	if moqErr != nil {
+		// Sessions still subscribed at the deadline were cut off; that
+		// is the peers' doing, not a failure of the demo.
+		out.line("moq-lite: %v", moqErr)
+	}
+	return errors.Join(closeErr, serveErr, wtErr)
 }
 
 // newMux routes the demo's endpoints: the dashboard at /, the stats
 // tracks under /stats/, Prometheus metrics at /metrics and the runtime
 // profiles under /debug/pprof/, on a mux of its own rather than
 // http.DefaultServeMux, which anything imported may register on.
-func newMux(stats *httpstats.Origin, reg *prometheus.Registry) *http.ServeMux {
+func newMux(stats *httpstats.Origin, reg *prometheus.Registry, moq *moqServer) *http.ServeMux {
 	mux := http.NewServeMux()
 	handleDashboard(mux)
+	mux.Handle(moqPath, moq.webSocket())
+	mux.Handle("GET /certificate.sha256", moq.certificate())
 	mux.Handle("/stats/", http.StripPrefix("/stats", stats))
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	mux.HandleFunc("/debug/pprof/", pprof.Index)

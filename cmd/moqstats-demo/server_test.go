@@ -198,15 +198,18 @@ func TestRejectsBadOptions(t *testing.T) {
 		{interval: time.Second, broadcasts: 0, viewers: 1},
 		{interval: time.Second, broadcasts: 1, viewers: 0},
 	} {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		ln, pc, err := listenBoth("127.0.0.1:0")
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := run(context.Background(), o, ln, io.Discard); err == nil {
+		if err := run(context.Background(), o, ln, pc, io.Discard); err == nil {
 			t.Errorf("run accepted %+v", o)
 		}
 		if _, err := ln.Accept(); err == nil {
 			t.Errorf("run left the listener open after rejecting %+v", o)
+		}
+		if _, _, err := pc.ReadFrom(make([]byte, 1)); err == nil {
+			t.Errorf("run left the UDP socket open after rejecting %+v", o)
 		}
 	}
 }
