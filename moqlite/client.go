@@ -28,6 +28,13 @@ type ClientConfig struct {
 	// stream stopped), as a subscriber that falls behind skips to newer
 	// groups. 0 means 64.
 	MaxBufferedGroups int
+	// MaxGroupBytes caps what one group holds of frames received and not
+	// yet read: past it the client stops reading the group's stream until
+	// ReadFrame takes a frame, so a server cannot grow a group without
+	// bound in a client that reads slowly or not at all (its transport's
+	// flow control then holds the server back). 0 means 1 MiB; one frame
+	// up to MaxFrame is always taken.
+	MaxGroupBytes int
 	// EndLinger is how long after the server ends a subscription the
 	// client still takes group streams that were sent before the end but
 	// arrive after it (streams are independent); 0 means 250ms.
@@ -54,6 +61,9 @@ func (cfg ClientConfig) withDefaults() ClientConfig {
 	}
 	if cfg.EndLinger <= 0 {
 		cfg.EndLinger = 250 * time.Millisecond
+	}
+	if cfg.MaxGroupBytes <= 0 {
+		cfg.MaxGroupBytes = 1 << 20
 	}
 	return cfg
 }
@@ -369,7 +379,7 @@ func (c *Client) readHeader(st transport.ReceiveStream) {
 		st.Stop(CodeCancel)
 		return
 	}
-	g := &Group{Sequence: h.Sequence, stream: st, notify: make(chan struct{}, 1)}
+	g := &Group{Sequence: h.Sequence, stream: st, notify: make(chan struct{}, 1), room: make(chan struct{}, 1)}
 	if !sub.push(g) {
 		st.Stop(CodeCancel)
 		return
@@ -401,7 +411,9 @@ func (c *Client) readFrames(g *Group, br *bufio.Reader) {
 			g.stream.Stop(CodeCancel)
 			return
 		}
-		g.add(frame)
+		if !g.add(frame, c.cfg.MaxGroupBytes, c.ctx) {
+			return
+		}
 	}
 }
 
@@ -535,25 +547,65 @@ type Group struct {
 	Sequence uint64
 	stream   transport.ReceiveStream
 
-	mu     sync.Mutex
-	frames [][]byte
-	done   bool
-	err    error
-	notify chan struct{}
+	mu       sync.Mutex
+	frames   [][]byte
+	buffered int // bytes in frames
+	done     bool
+	err      error
+	notify   chan struct{}
+	room     chan struct{} // ReadFrame took a frame, or Stop
 }
 
-func (g *Group) add(frame []byte) {
+// add queues frame, then waits while the group holds more than limit
+// bytes; false once the group was stopped or ctx is done.
+func (g *Group) add(frame []byte, limit int, ctx context.Context) bool {
 	g.mu.Lock()
 	g.frames = append(g.frames, frame)
+	g.buffered += len(frame)
 	g.mu.Unlock()
 	g.signal()
+	for {
+		g.mu.Lock()
+		full, done := g.buffered > limit, g.done
+		g.mu.Unlock()
+		if done {
+			return false
+		}
+		if !full {
+			return true
+		}
+		select {
+		case <-g.room:
+		case <-ctx.Done():
+			return false
+		}
+	}
 }
 
+// Stop ends the group for its reader, who wants no more of it (a newer
+// group made it stale): the server is told to stop sending it, and
+// ReadFrame returns ErrClosed.
+func (g *Group) Stop() {
+	g.stream.Stop(CodeCancel)
+	g.mu.Lock()
+	g.frames, g.buffered = nil, 0
+	g.mu.Unlock()
+	g.end(ErrClosed)
+}
+
+// end records the group's end, unless Stop came first; a frame queued
+// waits no more.
 func (g *Group) end(err error) {
 	g.mu.Lock()
-	g.done, g.err = true, err
+	if !g.done {
+		g.done, g.err = true, err
+	}
 	g.mu.Unlock()
 	g.signal()
+	select {
+	case g.room <- struct{}{}:
+	default:
+	}
 }
 
 func (g *Group) signal() {
@@ -571,8 +623,14 @@ func (g *Group) ReadFrame(ctx context.Context) ([]byte, error) {
 		g.mu.Lock()
 		if len(g.frames) > 0 {
 			f := g.frames[0]
+			g.frames[0] = nil
 			g.frames = g.frames[1:]
+			g.buffered -= len(f)
 			g.mu.Unlock()
+			select {
+			case g.room <- struct{}{}:
+			default:
+			}
 			return f, nil
 		}
 		if g.done {

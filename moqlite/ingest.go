@@ -284,7 +284,8 @@ func relayTrack(ctx context.Context, b *Broadcast, name string, sub *Subscriptio
 			// start over, which subscribers see after a skip.
 			st.skip = st.newest + 2 - g.Sequence
 		case g.Sequence <= st.upstream:
-			continue // a stream that arrived late; what it holds is stale
+			g.Stop() // a stream that arrived late; what it holds is stale
+			continue
 		}
 		fresh = false
 		seq := g.Sequence + st.skip

@@ -310,7 +310,8 @@ func (s *frameSource) NextFrame(ctx context.Context) (consumer.Frame, error) {
 				return consumer.Frame{}, err
 			}
 			if s.anyTaken && g.Sequence <= s.newest {
-				continue // left unread: the stream ends on its own
+				g.Stop()
+				continue
 			}
 			s.group, s.index = g, 0
 			s.newest, s.anyTaken = g.Sequence, true
