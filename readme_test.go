@@ -24,7 +24,7 @@ func TestReadmeBadInputTableNamesRealTests(t *testing.T) {
 	var src strings.Builder
 	// Rows about the consumer, httpstats and moqlite name tests of their packages.
 	var files []string
-	for _, pattern := range []string{"*_test.go", "consumer/*_test.go", "httpstats/*_test.go", "internal/*/*_test.go", "fuzz/*_test.go", "moqlite/*_test.go", "moqlite/internal/wire/*_test.go"} {
+	for _, pattern := range []string{"*_test.go", "consumer/*_test.go", "httpstats/*_test.go", "internal/*/*_test.go", "fuzz/*_test.go", "moqlite/*_test.go", "moqlite/*/*_test.go", "moqlite/internal/wire/*_test.go"} {
 		matches, _ := filepath.Glob(pattern)
 		files = append(files, matches...)
 	}

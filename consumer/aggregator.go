@@ -135,6 +135,7 @@ type trackState struct {
 	// delivered late (Gap): what happened before it is unknown, so no
 	// absence is measured across it.
 	gapAt time.Time
+	gaps  uint64 // Gaps reported, ever
 	keys  map[string]*keyState
 	// live holds the keys whose latest appearance showed them live; a
 	// frame without one of them shows it went idle.
@@ -460,7 +461,9 @@ func (a *Aggregator) Gap(node, track string, at time.Time) error {
 	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	if _, ts := a.track(node, t.plain()); at.After(ts.gapAt) {
+	_, ts := a.track(node, t.plain())
+	ts.gaps++
+	if at.After(ts.gapAt) {
 		ts.gapAt = at
 	}
 	return nil

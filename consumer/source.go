@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -151,10 +152,18 @@ func (f *feed) frame(at time.Time, group uint64, index int, data []byte) error {
 	if f.hasLast && pos != [2]uint64{f.last[0] + 1, 0} && pos != [2]uint64{f.last[0], f.last[1] + 1} && cmpPos(pos, f.last) > 0 {
 		f.gap(at)
 	}
-	if !f.hasLast || cmpPos(pos, f.last) > 0 {
+	stale := f.hasLast && cmpPos(pos, f.last) <= 0
+	if !stale {
 		f.last, f.hasLast = pos, true
 	}
 	if f.z == nil {
+		if stale {
+			// A plain frame is a whole cumulative value, so one placed
+			// before the last applied is older than what the Aggregator
+			// holds: applied, it would look like a reset and count the
+			// node's totals twice.
+			return located(&FrameError{Kind: ErrFrameOrder, Detail: "at or before frame " + strconv.FormatUint(f.last[0], 10) + "." + strconv.FormatUint(f.last[1], 10), Group: group, Index: index, placed: true}, f.node, f.name)
+		}
 		return f.agg.Observe(f.node, f.name, at, data)
 	}
 	if err := f.z.Apply(group, index, data); err != nil {

@@ -94,6 +94,10 @@ type TrackRow struct {
 	LastFrame time.Time // zero before the first frame and after an end
 	Ended     bool      // EndTrack was called and no frame came since
 	Keys      int       // keys held
+	// Gaps counts the Gaps reported for the track, ever: each is a place
+	// where frames may have been lost (a follower reconnected or saw a
+	// group skipped or cut), so a rising count is a link worth a look.
+	Gaps uint64
 	// ExpiredKeys counts the keys dropped by expiry (Config.ExpireAfter);
 	// their lifetime totals, summed, are Expired on a per-broadcast track
 	// and ExpiredSessions on a sessions track. They never go down.
@@ -108,7 +112,7 @@ func (a *Aggregator) View(now time.Time) *View {
 	a.mu.Lock()
 	for node, n := range a.nodes {
 		for _, ts := range n.tracks {
-			tr := TrackRow{Node: node, Track: ts.track, Frames: ts.frames, LastFrame: ts.last, Ended: ts.ended, Keys: len(ts.keys), ExpiredKeys: ts.expiredKeys}
+			tr := TrackRow{Node: node, Track: ts.track, Frames: ts.frames, LastFrame: ts.last, Ended: ts.ended, Keys: len(ts.keys), Gaps: ts.gaps, ExpiredKeys: ts.expiredKeys}
 			if ts.track.Kind == SessionsKind {
 				tr.ExpiredSessions = presenceOf(&ts.expired)
 			} else {

@@ -32,6 +32,24 @@ func (b *Broadcast) WriteFrame(name string, frame []byte) error {
 	return t.write(frame, true)
 }
 
+// writeGroup starts group seq on track holding frame: a relayed group keeps
+// its publisher's sequence, so a group lost upstream shows as one skipped.
+// seq must be past every group written.
+func (b *Broadcast) writeGroup(name string, seq uint64, frame []byte) error {
+	t, ok := b.tracks[name]
+	if !ok {
+		return fmt.Errorf("%w %q in %q", ErrUnknownTrack, name, b.path)
+	}
+	t.mu.Lock()
+	if seq < t.seq {
+		t.mu.Unlock()
+		return fmt.Errorf("moqlite: group %d of %q written after group %d", seq, name, t.seq-1)
+	}
+	t.seq = seq
+	t.mu.Unlock()
+	return t.write(frame, true)
+}
+
 // AppendFrame appends frame to track's current group.
 func (b *Broadcast) AppendFrame(name string, frame []byte) error {
 	t, ok := b.tracks[name]

@@ -28,10 +28,44 @@ type ClientConfig struct {
 	// stream stopped), as a subscriber that falls behind skips to newer
 	// groups. 0 means 64.
 	MaxBufferedGroups int
+	// MaxGroupBytes caps what one group holds of frames received and not
+	// yet read: past it the client stops reading the group's stream until
+	// ReadFrame takes a frame, so a server cannot grow a group without
+	// bound in a client that reads slowly or not at all (its transport's
+	// flow control then holds the server back). 0 means 1 MiB; one frame
+	// up to MaxFrame is always taken.
+	MaxGroupBytes int
 	// EndLinger is how long after the server ends a subscription the
 	// client still takes group streams that were sent before the end but
 	// arrive after it (streams are independent); 0 means 250ms.
 	EndLinger time.Duration
+	// Publish, when set, offers the broadcasts published on this Server
+	// to the peer over the same session: it may ask for their announces
+	// and subscribe to them, as if it had dialed us. It is how a node
+	// pushes its stats into a server that subscribes to what its clients
+	// announce (ServerConfig.Ingest); Uplink does it for a moqstats.Origin.
+	// Publish's caps and Authorize apply, with ConnInfo.Transport
+	// "dialed".
+	Publish *Server
+}
+
+func (cfg ClientConfig) withDefaults() ClientConfig {
+	if cfg.HandshakeTimeout <= 0 {
+		cfg.HandshakeTimeout = DefaultHandshakeTimeout
+	}
+	if cfg.MaxFrame <= 0 {
+		cfg.MaxFrame = wire.MaxFrame
+	}
+	if cfg.MaxBufferedGroups <= 0 {
+		cfg.MaxBufferedGroups = 64
+	}
+	if cfg.EndLinger <= 0 {
+		cfg.EndLinger = 250 * time.Millisecond
+	}
+	if cfg.MaxGroupBytes <= 0 {
+		cfg.MaxGroupBytes = 1 << 20
+	}
+	return cfg
 }
 
 // Client is the subscriber side of a moq-lite session.
@@ -50,18 +84,7 @@ type Client struct {
 // NewClient runs the handshake on sess: the version is chosen by the
 // application protocol, or (for "moql" and "") by SETUP, offering lite-02.
 func NewClient(ctx context.Context, sess transport.Session, cfg ClientConfig) (*Client, error) {
-	if cfg.HandshakeTimeout <= 0 {
-		cfg.HandshakeTimeout = DefaultHandshakeTimeout
-	}
-	if cfg.MaxFrame <= 0 {
-		cfg.MaxFrame = wire.MaxFrame
-	}
-	if cfg.MaxBufferedGroups <= 0 {
-		cfg.MaxBufferedGroups = 64
-	}
-	if cfg.EndLinger <= 0 {
-		cfg.EndLinger = 250 * time.Millisecond
-	}
+	cfg = cfg.withDefaults()
 	c := &Client{sess: sess, cfg: cfg, ctx: sess.Context(), subs: map[uint64]*Subscription{}}
 	f, ok, setup := wire.ByProtocol(sess.Protocol())
 	switch {
@@ -78,8 +101,20 @@ func NewClient(ctx context.Context, sess transport.Session, cfg ClientConfig) (*
 		return nil, fmt.Errorf("moqlite: unsupported application protocol %q", sess.Protocol())
 	}
 	go c.acceptUni()
+	if cfg.Publish != nil {
+		// Our server's half of the session takes the peer's bidi
+		// streams: its announce interests and subscriptions.
+		ss := cfg.Publish.newSession(context.Background(), sess, ConnInfo{Transport: "dialed"})
+		ss.f = c.f
+		if err := cfg.Publish.register(ss); err != nil {
+			ss.cancel()
+			return nil, err
+		}
+		go ss.acceptBidi()
+		return c, nil
+	}
 	go func() {
-		// The server opens no bidi streams on these versions; refuse any.
+		// Nothing is published to the peer; refuse what it asks for.
 		for {
 			st, err := sess.AcceptBidi(c.ctx)
 			if err != nil {
@@ -89,6 +124,15 @@ func NewClient(ctx context.Context, sess transport.Session, cfg ClientConfig) (*
 		}
 	}()
 	return c, nil
+}
+
+// newClient is the subscriber half of a session whose version is known:
+// a server's, subscribing to what its peer announces. It takes the peer's
+// uni streams; the caller takes its bidi streams.
+func newClient(sess transport.Session, f wire.Features, cfg ClientConfig) *Client {
+	c := &Client{sess: sess, f: f, cfg: cfg.withDefaults(), ctx: sess.Context(), subs: map[uint64]*Subscription{}}
+	go c.acceptUni()
+	return c
 }
 
 // Version is the moq-lite version spoken, "moq-lite-04" for example.
@@ -335,7 +379,7 @@ func (c *Client) readHeader(st transport.ReceiveStream) {
 		st.Stop(CodeCancel)
 		return
 	}
-	g := &Group{Sequence: h.Sequence, stream: st, notify: make(chan struct{}, 1)}
+	g := &Group{Sequence: h.Sequence, stream: st, notify: make(chan struct{}, 1), room: make(chan struct{}, 1)}
 	if !sub.push(g) {
 		st.Stop(CodeCancel)
 		return
@@ -367,7 +411,9 @@ func (c *Client) readFrames(g *Group, br *bufio.Reader) {
 			g.stream.Stop(CodeCancel)
 			return
 		}
-		g.add(frame)
+		if !g.add(frame, c.cfg.MaxGroupBytes, c.ctx) {
+			return
+		}
 	}
 }
 
@@ -501,25 +547,65 @@ type Group struct {
 	Sequence uint64
 	stream   transport.ReceiveStream
 
-	mu     sync.Mutex
-	frames [][]byte
-	done   bool
-	err    error
-	notify chan struct{}
+	mu       sync.Mutex
+	frames   [][]byte
+	buffered int // bytes in frames
+	done     bool
+	err      error
+	notify   chan struct{}
+	room     chan struct{} // ReadFrame took a frame, or Stop
 }
 
-func (g *Group) add(frame []byte) {
+// add queues frame, then waits while the group holds more than limit
+// bytes; false once the group was stopped or ctx is done.
+func (g *Group) add(frame []byte, limit int, ctx context.Context) bool {
 	g.mu.Lock()
 	g.frames = append(g.frames, frame)
+	g.buffered += len(frame)
 	g.mu.Unlock()
 	g.signal()
+	for {
+		g.mu.Lock()
+		full, done := g.buffered > limit, g.done
+		g.mu.Unlock()
+		if done {
+			return false
+		}
+		if !full {
+			return true
+		}
+		select {
+		case <-g.room:
+		case <-ctx.Done():
+			return false
+		}
+	}
 }
 
+// Stop ends the group for its reader, who wants no more of it (a newer
+// group made it stale): the server is told to stop sending it, and
+// ReadFrame returns ErrClosed.
+func (g *Group) Stop() {
+	g.stream.Stop(CodeCancel)
+	g.mu.Lock()
+	g.frames, g.buffered = nil, 0
+	g.mu.Unlock()
+	g.end(ErrClosed)
+}
+
+// end records the group's end, unless Stop came first; a frame queued
+// waits no more.
 func (g *Group) end(err error) {
 	g.mu.Lock()
-	g.done, g.err = true, err
+	if !g.done {
+		g.done, g.err = true, err
+	}
 	g.mu.Unlock()
 	g.signal()
+	select {
+	case g.room <- struct{}{}:
+	default:
+	}
 }
 
 func (g *Group) signal() {
@@ -537,8 +623,14 @@ func (g *Group) ReadFrame(ctx context.Context) ([]byte, error) {
 		g.mu.Lock()
 		if len(g.frames) > 0 {
 			f := g.frames[0]
+			g.frames[0] = nil
 			g.frames = g.frames[1:]
+			g.buffered -= len(f)
 			g.mu.Unlock()
+			select {
+			case g.room <- struct{}{}:
+			default:
+			}
 			return f, nil
 		}
 		if g.done {

@@ -31,6 +31,9 @@ const (
 	ActionAnnounced
 	// ActionSubscribe: Track of the broadcast at Path.
 	ActionSubscribe
+	// ActionPublish: the peer announced the broadcast at Path, which
+	// ServerConfig.Ingest would publish as the server's own.
+	ActionPublish
 )
 
 func (a Action) String() string {
@@ -41,6 +44,8 @@ func (a Action) String() string {
 		return "announced"
 	case ActionSubscribe:
 		return "subscribe"
+	case ActionPublish:
+		return "publish"
 	}
 	return "unknown"
 }

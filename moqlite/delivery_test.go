@@ -77,7 +77,7 @@ func rawGroup(st io.Reader) (wire.Group, [][]byte, error) {
 // it reads again it gets that group whole, then the final one.
 func TestSlowSubscriberSkipsToTheLatestGroupWithoutBlocking(t *testing.T) {
 	const frameSize = 16 << 10
-	srv := moqlite.NewServer(moqlite.ServerConfig{MaxQueuedBytes: 4 * frameSize})
+	srv := moqlite.NewServer(moqlite.ServerConfig{MaxQueuedBytes: 4 * frameSize, EndLinger: quickLinger})
 	b, err := srv.PublishBroadcast("x", []string{"y"})
 	if err != nil {
 		t.Fatal(err)
@@ -188,7 +188,7 @@ func TestSlowSubscriberSkipsToTheLatestGroupWithoutBlocking(t *testing.T) {
 // its half, within CloseTimeout: a peer that never does costs Close at
 // most that, reported as ErrTimeout, while the others get everything.
 func TestCloseWaitsForSubscribersWithinCloseTimeout(t *testing.T) {
-	srv := moqlite.NewServer(moqlite.ServerConfig{CloseTimeout: 300 * time.Millisecond})
+	srv := moqlite.NewServer(moqlite.ServerConfig{CloseTimeout: 300 * time.Millisecond, EndLinger: quickLinger})
 	b, err := srv.PublishBroadcast("x", []string{"y"})
 	if err != nil {
 		t.Fatal(err)
@@ -226,7 +226,7 @@ func TestCloseWaitsForSubscribersWithinCloseTimeout(t *testing.T) {
 // Shutdown closes the broadcasts still published (their subscribers get
 // the final frames), then the sessions, and refuses new sessions.
 func TestShutdownDeliversFinalFramesThenClosesSessions(t *testing.T) {
-	srv := moqlite.NewServer(moqlite.ServerConfig{})
+	srv := moqlite.NewServer(moqlite.ServerConfig{EndLinger: quickLinger})
 	b, err := srv.PublishBroadcast("x", []string{"y"})
 	if err != nil {
 		t.Fatal(err)
@@ -262,7 +262,7 @@ func TestShutdownDeliversFinalFramesThenClosesSessions(t *testing.T) {
 func TestAnnounceInterestFollowsBroadcastsUnderItsPrefix(t *testing.T) {
 	for _, v := range versions {
 		t.Run(v.name, func(t *testing.T) {
-			srv := moqlite.NewServer(moqlite.ServerConfig{})
+			srv := moqlite.NewServer(moqlite.ServerConfig{EndLinger: quickLinger})
 			pub := func(p string) *moqlite.Broadcast {
 				b, err := srv.PublishBroadcast(p, []string{"t"})
 				if err != nil {

@@ -45,4 +45,59 @@
 //     Caps on sessions, subscriptions, announce interests, pending streams
 //     and queued bytes, the Authorize hook and the handshake and idle
 //     timeouts each count their refusals (Server.Stats).
+//   - A Client holds bounded memory whatever the server sends: frames past
+//     ClientConfig.MaxFrame close the session, at most MaxBufferedGroups
+//     untaken groups are kept (the oldest stopped), and a group holding
+//     MaxGroupBytes unread is not read further until its reader takes a
+//     frame, so the transport's flow control holds the server back.
+//
+// # Ending a subscription
+//
+// @moq/lite (0.2.2, lite/subscriber.js) closes a track as soon as it sees
+// the subscribe stream end: it stops reading the group streams of that
+// subscription and ignores any that arrive later, so a frame the server
+// sent but the client had not yet taken is lost without an error, though
+// the bytes had arrived (over WebSocket every stream shares one ordered
+// connection; the client's event loop just had not reached them). Ending
+// the subscribe stream right after the final group would lose the final
+// frames, which on a stats track are the final counts. So, once a
+// broadcast is closed, each subscription's writer waits
+// ServerConfig.EndLinger (default 1s) after its last group stream was
+// fully written before it ends the subscribe stream. The wait ends early
+// if the peer ends the subscription, and within the CloseTimeout that
+// Broadcast.Close keeps, which so takes about EndLinger when anyone is
+// subscribed (Shutdown closes its broadcasts at once, so their waits
+// overlap). A subscription that never got a group does not wait. The
+// tests of package interop run @moq/lite itself in Node against a live
+// Stats with the default, over both WebSocket framings and every version.
+//
+// # Symmetric sessions
+//
+// Either side of a moq-lite session may announce and subscribe. With
+// ServerConfig.Ingest, a Server asks each peer for the broadcasts it
+// announces (ANNOUNCE_INTEREST on IngestConfig.Prefix), subscribes to
+// their tracks and publishes each as its own: an aggregator endpoint
+// that nodes dial and publish into, whose subscribers (package follow,
+// other relays) read them as they read the server's. ClientConfig.Publish
+// offers a Server's broadcasts over a session the client dialed, and
+// Uplink is a moqstats.Origin built on it that redials. Caps
+// (MaxBroadcasts, and the per-session ones) and Authorize (ActionPublish,
+// per path) apply to what a peer announces, counted in
+// Refusals.Broadcasts.
+//
+// A relay must not make up what it did not receive:
+//
+//   - A relayed group keeps its publisher's sequence, and a group that
+//     reached the server cut short is followed by a sequence skipped, so
+//     a subscriber sees every loss upstream as a skip (a consumer's Gap).
+//   - A session lost is not a broadcast closed: the relayed broadcast
+//     stays published for IngestConfig.Linger, and a peer that redials
+//     goes on in the group it was relaying, with the frames it had
+//     skipped, so no frame is written twice (an older cumulative frame
+//     after a newer one would read as counters going back). Only
+//     subscriptions that end while their session is up end the relayed
+//     broadcast, after its final frames.
+//   - Uplink's Close waits for the server to be subscribed to every track
+//     before it ends them, and keeps the session up for UplinkConfig.Drain
+//     after, so the final frames land before the session ends.
 package moqlite

@@ -51,3 +51,11 @@ func timeout(t *testing.T, d time.Duration) context.Context {
 	t.Cleanup(cancel)
 	return ctx
 }
+
+// quickLinger is the EndLinger of tests whose subscribers are the Go
+// client, which takes group streams after the end itself
+// (ClientConfig.EndLinger), or read every group before the end: the
+// server's linger protects peers that do not, and would only slow these
+// tests down. TestEndLingerKeepsTheFinalFramesForAPeerThatDropsAtTheEnd
+// and the interop package run with the default.
+const quickLinger = 10 * time.Millisecond

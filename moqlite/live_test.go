@@ -201,7 +201,7 @@ func TestLiveStatsReachSubscribersExactlyOnEveryVersion(t *testing.T) {
 }
 
 func testLiveStats(t *testing.T, protocol string, seed uint64) {
-	tw := newTwin(t, moqlite.ServerConfig{MaxQueuedBytes: 64 << 20})
+	tw := newTwin(t, moqlite.ServerConfig{MaxQueuedBytes: 64 << 20, EndLinger: quickLinger})
 	c, _, _ := connect(t, tw.srv, protocol)
 	ctx := timeout(t, 30*time.Second)
 	ann, err := c.Announced(".stats")

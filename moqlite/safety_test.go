@@ -83,7 +83,7 @@ func TestMalformedInputClosesTheSession(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			srv := moqlite.NewServer(moqlite.ServerConfig{})
+			srv := moqlite.NewServer(moqlite.ServerConfig{EndLinger: quickLinger})
 			if _, err := srv.PublishBroadcast("x", []string{"y"}); err != nil {
 				t.Fatal(err)
 			}
@@ -311,7 +311,7 @@ func TestAuthorizeRefusesSessionsAndPaths(t *testing.T) {
 func TestUnknownBroadcastOrTrackIsNotFound(t *testing.T) {
 	for _, v := range versions {
 		t.Run(v.name, func(t *testing.T) {
-			srv := moqlite.NewServer(moqlite.ServerConfig{})
+			srv := moqlite.NewServer(moqlite.ServerConfig{EndLinger: quickLinger})
 			b, err := srv.PublishBroadcast("x", []string{"y"})
 			if err != nil {
 				t.Fatal(err)

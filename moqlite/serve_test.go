@@ -104,7 +104,7 @@ func TestEveryTransportDeliversFramesGroupedAsWritten(t *testing.T) {
 	for _, tr := range transports {
 		for _, v := range versions {
 			t.Run(tr.name+"/"+v.name, func(t *testing.T) {
-				srv := moqlite.NewServer(moqlite.ServerConfig{WriteTimeout: time.Minute, CloseTimeout: time.Minute})
+				srv := moqlite.NewServer(moqlite.ServerConfig{WriteTimeout: time.Minute, CloseTimeout: time.Minute, EndLinger: quickLinger})
 				defer srv.Close()
 				b, err := srv.PublishBroadcast(".stats/test", []string{"t.json"})
 				if err != nil {

@@ -23,6 +23,7 @@ const (
 	DefaultIdleTimeout         = 60 * time.Second
 	DefaultWriteTimeout        = 10 * time.Second
 	DefaultCloseTimeout        = 5 * time.Second
+	DefaultEndLinger           = time.Second
 )
 
 // ServerConfig configures a Server. Zero and negative values mean the
@@ -53,10 +54,25 @@ type ServerConfig struct {
 	// CloseTimeout bounds how long closing a broadcast (Stats.Close) and
 	// Shutdown wait for subscribers to receive the final frames.
 	CloseTimeout time.Duration
+	// EndLinger is how long, once a broadcast is closed, a subscription's
+	// writer waits after its last group stream was fully written before
+	// ending the subscribe stream. Group streams travel apart from the
+	// subscribe stream, and @moq/lite drops the groups it has not finished
+	// reading when it sees that end, so ending it at once loses the final
+	// frames. The wait is cut short when the peer ends the subscription,
+	// is skipped by a subscription that never got a group, and ends
+	// within CloseTimeout of the close: a longer EndLinger is cut there,
+	// and Close reports those subscriptions with ErrTimeout.
+	EndLinger time.Duration
 	// Authorize, when set, sees every session at connect and every path a
 	// peer asks for; an error refuses it (the session is closed, or the
 	// stream reset, with CodeRefused).
 	Authorize func(info ConnInfo, req Request) error
+	// Ingest, when set, makes every session symmetric: the server asks
+	// its peer for the broadcasts it announces and publishes each as its
+	// own, an aggregator endpoint that nodes dial and publish into (see
+	// IngestConfig). nil: the server subscribes to nothing.
+	Ingest *IngestConfig
 	// Logger receives refusals and protocol errors at debug level; nil
 	// means slog.Default().
 	Logger *slog.Logger
@@ -81,6 +97,7 @@ func (c ServerConfig) withDefaults() ServerConfig {
 	defd(&c.IdleTimeout, DefaultIdleTimeout)
 	defd(&c.WriteTimeout, DefaultWriteTimeout)
 	defd(&c.CloseTimeout, DefaultCloseTimeout)
+	defd(&c.EndLinger, DefaultEndLinger)
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
@@ -101,6 +118,7 @@ type Server struct {
 	broadcasts map[string]*Broadcast
 	interests  map[*interest]struct{}
 	sessions   map[*session]struct{}
+	relayed    map[string]*relayed // ServerConfig.Ingest's, by path
 	closed     bool
 
 	active atomic.Int64 // sessions being served, counted before the cap check
@@ -112,7 +130,7 @@ type counters struct {
 	sessions, sessionsRefused, subscriptionsRefused, interestsRefused atomic.Uint64
 	authRefused, handshakeTimeouts, idleTimeouts, protocolErrors      atomic.Uint64
 	notFound, groupsSkipped, writeTimeouts, unsupported               atomic.Uint64
-	streamsRefused                                                    atomic.Uint64
+	streamsRefused, broadcastsRefused                                 atomic.Uint64
 }
 
 // ServerStats is a snapshot of a Server's counters.
@@ -140,6 +158,10 @@ type Refusals struct {
 	ProtocolErrors    uint64 // sessions closed for malformed input
 	NotFound          uint64 // subscriptions to an unknown broadcast or track
 	Unsupported       uint64 // requests this server does not serve (FETCH)
+	// Broadcasts counts broadcasts a peer announced that Ingest did not
+	// take: past MaxBroadcasts, refused by Authorize, or at a path
+	// already published.
+	Broadcasts uint64
 }
 
 // NewServer returns a server with no broadcasts.
@@ -174,6 +196,7 @@ func (s *Server) Stats() ServerStats {
 			ProtocolErrors:    c.protocolErrors.Load(),
 			NotFound:          c.notFound.Load(),
 			Unsupported:       c.unsupported.Load(),
+			Broadcasts:        c.broadcastsRefused.Load(),
 		},
 		GroupsSkipped: c.groupsSkipped.Load(),
 		WriteTimeouts: c.writeTimeouts.Load(),
@@ -237,8 +260,8 @@ func (s *Server) lookup(path, name string) (*track, bool) {
 }
 
 // Shutdown stops serving: new sessions are refused, every broadcast still
-// published is closed (its subscribers receive the final frames, within
-// CloseTimeout), and then every session is closed with CodeShutdown,
+// published is closed, all at once (their subscribers receive the final
+// frames, within CloseTimeout), and then every session is closed with CodeShutdown,
 // once its peer has ended its subscriptions or ctx is done.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Lock()
@@ -249,10 +272,14 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		bs = append(bs, b)
 	}
 	s.mu.Unlock()
-	var errs []error
-	for _, b := range bs {
-		errs = append(errs, b.Close())
+	// The broadcasts close at once, so their EndLinger and CloseTimeout
+	// waits overlap instead of adding up.
+	errs := make([]error, len(bs))
+	var wg sync.WaitGroup
+	for i, b := range bs {
+		wg.Go(func() { errs[i] = b.Close() })
 	}
+	wg.Wait()
 	// Sessions whose subscriptions all ended close at once; the rest get
 	// until ctx is done, so a peer still reading final frames is not cut off.
 	for {

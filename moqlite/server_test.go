@@ -16,7 +16,7 @@ import (
 func TestSubscribeDeliversGroupsAsWrittenOnEveryVersion(t *testing.T) {
 	for _, v := range versions {
 		t.Run(v.name, func(t *testing.T) {
-			srv := moqlite.NewServer(moqlite.ServerConfig{})
+			srv := moqlite.NewServer(moqlite.ServerConfig{EndLinger: quickLinger})
 			b, err := srv.PublishBroadcast("/a//b/", []string{"t", "u"})
 			if err != nil {
 				t.Fatal(err)

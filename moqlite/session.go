@@ -33,6 +33,7 @@ type session struct {
 	subs      int
 	interests int
 	probes    int
+	relays    int       // broadcasts of the peer's relayed (ServerConfig.Ingest)
 	pending   int       // streams the peer opened whose first message is not in yet
 	idleSince time.Time // zero while anything is open
 	closeOnce sync.Once
@@ -61,17 +62,8 @@ func (s *Server) ServeSession(ctx context.Context, sess transport.Session, info 
 		sess.CloseWithError(CodeRefused, "unauthorized")
 		return err
 	}
-	ss := &session{srv: s, sess: sess, info: info}
-	ss.ctx, ss.cancel = context.WithCancel(ctx)
+	ss := s.newSession(ctx, sess, info)
 	defer ss.cancel()
-	go func() {
-		// The transport's end ends ours.
-		select {
-		case <-sess.Context().Done():
-			ss.cancel()
-		case <-ss.ctx.Done():
-		}
-	}()
 
 	f, ok, setup := wire.ByProtocol(sess.Protocol())
 	switch {
@@ -86,31 +78,62 @@ func (s *Server) ServeSession(ctx context.Context, sess transport.Session, info 
 		return ss.fail(&protocolError{fmt.Errorf("%w: unsupported application protocol %q", wire.ErrProtocol, sess.Protocol())})
 	}
 
-	s.mu.Lock()
-	if s.closed {
-		s.mu.Unlock()
-		s.stats.sessionsRefused.Add(1)
-		sess.CloseWithError(CodeShutdown, "server shutting down")
-		return ErrServerClosed
+	if err := s.register(ss); err != nil {
+		return err
 	}
-	s.sessions[ss] = struct{}{}
-	s.mu.Unlock()
-	s.stats.sessions.Add(1)
-	defer func() {
-		s.mu.Lock()
-		delete(s.sessions, ss)
-		s.mu.Unlock()
-	}()
 	ss.idleSince = time.Now()
 
 	go ss.acceptBidi()
-	go ss.acceptUni()
+	if s.cfg.Ingest != nil {
+		// Its Client takes the peer's uni streams: the groups of the
+		// broadcasts the server subscribes to.
+		go ss.ingest(newClient(sess, f, ss.ingestClientConfig()))
+	} else {
+		go ss.acceptUni()
+	}
 	go ss.watchIdle()
 	<-ss.ctx.Done()
 	ss.mu.Lock()
 	err := ss.err
 	ss.mu.Unlock()
 	return err
+}
+
+// newSession is the server's half of sess, ended with ctx or sess.
+func (s *Server) newSession(ctx context.Context, sess transport.Session, info ConnInfo) *session {
+	ss := &session{srv: s, sess: sess, info: info}
+	ss.ctx, ss.cancel = context.WithCancel(ctx)
+	go func() {
+		// The transport's end ends ours.
+		select {
+		case <-sess.Context().Done():
+			ss.cancel()
+		case <-ss.ctx.Done():
+		}
+	}()
+	return ss
+}
+
+// register adds ss to the sessions Shutdown ends, until ss ends; an error
+// (and sess closed) once the server is shut down.
+func (s *Server) register(ss *session) error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		s.stats.sessionsRefused.Add(1)
+		ss.sess.CloseWithError(CodeShutdown, "server shutting down")
+		return ErrServerClosed
+	}
+	s.sessions[ss] = struct{}{}
+	s.mu.Unlock()
+	s.stats.sessions.Add(1)
+	go func() {
+		<-ss.ctx.Done()
+		s.mu.Lock()
+		delete(s.sessions, ss)
+		s.mu.Unlock()
+	}()
+	return nil
 }
 
 func (s *Server) authorize(info ConnInfo, req Request) error {
@@ -386,7 +409,7 @@ func (ss *session) closeOne(count *int) {
 	ss.mu.Lock()
 	defer ss.mu.Unlock()
 	*count--
-	if ss.subs+ss.interests+ss.probes == 0 {
+	if ss.subs+ss.interests+ss.probes+ss.relays == 0 {
 		ss.idleSince = time.Now()
 	}
 }

@@ -26,7 +26,7 @@ func TestStressRacingSubscribersAgainstWritesAndClose(t *testing.T) {
 }
 
 func testStress(t *testing.T, seed uint64) {
-	srv := moqlite.NewServer(moqlite.ServerConfig{MaxQueuedBytes: 8 << 10, CloseTimeout: 5 * time.Second})
+	srv := moqlite.NewServer(moqlite.ServerConfig{MaxQueuedBytes: 8 << 10, CloseTimeout: 5 * time.Second, EndLinger: quickLinger})
 	b, err := srv.PublishBroadcast("s", []string{"t"})
 	if err != nil {
 		t.Fatal(err)

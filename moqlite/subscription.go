@@ -71,11 +71,13 @@ func (s *subscription) run() {
 		st      transport.SendStream // the open group stream
 		stGroup *group               // the group st carries
 		hdr     []byte
+		lastEnd time.Time // when the last group stream was ended or reset
 	)
 	resetOpen := func(code uint64) {
 		if st != nil {
 			st.Reset(code)
 			st, stGroup = nil, nil
+			lastEnd = time.Now()
 		}
 	}
 	for {
@@ -129,9 +131,11 @@ func (s *subscription) run() {
 
 		if leave != nil {
 			leave.Reset(CodeSkipped)
+			lastEnd = time.Now()
 		}
 		if closeSt != nil {
 			closeSt.Close()
+			lastEnd = time.Now()
 		}
 		switch {
 		case frame != nil:
@@ -171,15 +175,7 @@ func (s *subscription) run() {
 			continue
 		case finish:
 			resetOpen(CodeCancel) // not reached with st open; kept for safety
-			s.stream.Close()
-			timer := time.NewTimer(srv.cfg.CloseTimeout)
-			defer timer.Stop()
-			select {
-			case <-s.peerDone:
-			case <-s.sess.ctx.Done():
-			case <-timer.C:
-				s.timedOut.Store(true)
-			}
+			s.end(lastEnd)
 			return
 		case closeSt != nil:
 			continue
@@ -193,6 +189,43 @@ func (s *subscription) run() {
 		case <-s.sess.ctx.Done():
 			return
 		}
+	}
+}
+
+// end ends the subscribe stream once the track has ended and every group
+// stream has been ended: EndLinger after lastEnd (the last group stream's
+// end, zero if there was none), so that a peer that drops the groups it
+// has not finished reading when it sees the subscribe stream end (as
+// @moq/lite does) has read them by then. It then waits for the peer to end
+// its half. Both waits share one CloseTimeout deadline, the one
+// Broadcast.Close keeps, and a peer that ends the subscription first cuts
+// the linger short.
+func (s *subscription) end(lastEnd time.Time) {
+	srv := s.sess.srv
+	deadline := time.NewTimer(srv.cfg.CloseTimeout)
+	defer deadline.Stop()
+	if !lastEnd.IsZero() {
+		if wait := time.Until(lastEnd.Add(srv.cfg.EndLinger)); wait > 0 {
+			linger := time.NewTimer(wait)
+			defer linger.Stop()
+			select {
+			case <-linger.C:
+			case <-s.peerDone:
+			case <-s.sess.ctx.Done():
+				return
+			case <-deadline.C:
+				s.timedOut.Store(true)
+				s.stream.Close()
+				return
+			}
+		}
+	}
+	s.stream.Close()
+	select {
+	case <-s.peerDone:
+	case <-s.sess.ctx.Done():
+	case <-deadline.C:
+		s.timedOut.Store(true)
 	}
 }
 

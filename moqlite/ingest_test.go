@@ -1,0 +1,230 @@
+package moqlite_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"reflect"
+	"testing"
+	"time"
+
+	"github.com/moqstats/moqstats/moqlite"
+	"github.com/moqstats/moqstats/moqlite/internal/memconn"
+)
+
+// publishInto dials agg from a client that publishes pub's broadcasts, on
+// every version, and returns the client's session.
+func publishInto(t *testing.T, agg, pub *moqlite.Server, protocol string) *memconn.Session {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	cs, ss := memconn.Pair(ctx, protocol)
+	go agg.ServeSession(ctx, ss, moqlite.ConnInfo{Transport: "memconn"})
+	c, err := moqlite.NewClient(ctx, cs, moqlite.ClientConfig{Publish: pub})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return cs
+}
+
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+}
+
+// A server with Ingest republishes what a client announces: each group
+// with its frames and its sequence as the client wrote them, on every
+// version; the relayed broadcast is unannounced once the client's closes.
+func TestIngestRelaysWhatAClientPublishes(t *testing.T) {
+	for _, v := range versions {
+		t.Run(v.name, func(t *testing.T) {
+			agg := moqlite.NewServer(moqlite.ServerConfig{Ingest: &moqlite.IngestConfig{Prefix: "nodes", Tracks: []string{"a", "b", "absent"}}})
+			defer agg.Close()
+			pub := moqlite.NewServer(moqlite.ServerConfig{})
+			defer pub.Close()
+			b, err := pub.PublishBroadcast("nodes/x", []string{"a", "b"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			b.WriteFrame("a", []byte("a0"))
+			publishInto(t, agg, pub, v.protocol)
+
+			reader, _, _ := connect(t, agg, "moq-lite-04")
+			ann, err := reader.Announced("nodes")
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx := timeout(t, 10*time.Second)
+			a, err := ann.Next(ctx)
+			if err != nil || a.Path != "nodes/x" || !a.Active {
+				t.Fatalf("announce %+v, %v; want nodes/x active", a, err)
+			}
+			if _, err := reader.Subscribe("nodes/x", "absent"); !errors.Is(err, moqlite.ErrNotFound) {
+				t.Fatalf("subscribe to a track the client does not publish: %v, want ErrNotFound", err)
+			}
+			subA, err := reader.Subscribe("nodes/x", "a")
+			if err != nil {
+				t.Fatal(err)
+			}
+			subB, err := reader.Subscribe("nodes/x", "b")
+			if err != nil {
+				t.Fatal(err)
+			}
+			// The relayed track starts at the latest group, a0.
+			want := map[uint64][]string{0: {"a0"}}
+			eventually(t, "the first group relayed", func() bool { return agg.Stats().SessionsTotal >= 2 })
+			b.AppendFrame("a", []byte("a1"))
+			b.WriteFrame("a", []byte("a2"))
+			b.WriteFrame("b", []byte("b0"))
+			b.AppendFrame("b", []byte("b1"))
+			want[0] = append(want[0], "a1")
+			want[1] = []string{"a2"}
+			if err := b.Close(); err != nil {
+				t.Fatal(err)
+			}
+			for name, sub := range map[string]*moqlite.Subscription{"a": subA, "b": subB} {
+				got := map[uint64][]string{}
+				for {
+					g, err := sub.NextGroup(ctx)
+					if err != nil {
+						if err != io.EOF {
+							t.Fatalf("track %s: %v", name, err)
+						}
+						break
+					}
+					frames, _ := readGroup(ctx, g)
+					for _, f := range frames {
+						got[g.Sequence] = append(got[g.Sequence], string(f))
+					}
+				}
+				w := want
+				if name == "b" {
+					w = map[uint64][]string{0: {"b0", "b1"}}
+				}
+				if !reflect.DeepEqual(got, w) {
+					t.Fatalf("track %s: groups %v, want %v", name, got, w)
+				}
+			}
+			a, err = ann.Next(ctx)
+			if err != nil || a.Path != "nodes/x" || a.Active {
+				t.Fatalf("announce %+v, %v; want nodes/x ended", a, err)
+			}
+		})
+	}
+}
+
+// Ingest's caps and Authorize: broadcasts past MaxBroadcasts, refused by
+// Authorize, or at a path the server publishes itself are not relayed,
+// and each is counted.
+func TestIngestRefusesAndCounts(t *testing.T) {
+	agg := moqlite.NewServer(moqlite.ServerConfig{
+		Ingest: &moqlite.IngestConfig{Prefix: "n", Tracks: []string{"t"}, MaxBroadcasts: 2},
+		Authorize: func(_ moqlite.ConnInfo, req moqlite.Request) error {
+			if req.Action == moqlite.ActionPublish && req.Path == "n/forbidden" {
+				return errors.New("not this one")
+			}
+			return nil
+		},
+	})
+	defer agg.Close()
+	if _, err := agg.PublishBroadcast("n/own", []string{"t"}); err != nil {
+		t.Fatal(err)
+	}
+	pub := moqlite.NewServer(moqlite.ServerConfig{})
+	defer pub.Close()
+	publish := func(paths ...string) {
+		for _, p := range paths {
+			b, err := pub.PublishBroadcast(p, []string{"t"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			b.WriteFrame("t", []byte(p))
+		}
+	}
+	publish("n/forbidden", "n/own")
+	publishInto(t, agg, pub, "moq-lite-04")
+	eventually(t, "two refusals", func() bool { return agg.Stats().Refusals.Broadcasts == 2 })
+	if st := agg.Stats(); st.Refusals.Auth != 1 {
+		t.Fatalf("auth refusals %d, want 1", st.Refusals.Auth)
+	}
+	// One of three is past MaxBroadcasts.
+	publish("n/1", "n/2", "n/3")
+	eventually(t, "a refusal past MaxBroadcasts", func() bool { return agg.Stats().Refusals.Broadcasts == 3 })
+	relayed := 0
+	for _, p := range []string{"n/1", "n/2", "n/3", "n/forbidden"} {
+		reader, _, _ := connect(t, agg, "moq-lite-04")
+		if sub, err := reader.Subscribe(p, "t"); err == nil {
+			sub.Close()
+			relayed++
+			if p == "n/forbidden" {
+				t.Fatal("a broadcast Authorize refused was relayed")
+			}
+		}
+	}
+	if relayed != 2 {
+		t.Fatalf("%d broadcasts relayed, want MaxBroadcasts (2)", relayed)
+	}
+}
+
+// A session lost is not a broadcast closed: the relayed broadcast stays
+// for Linger, and the client that redials goes on in the group it was
+// in, without a frame twice or missing; a client that does not come back
+// has its broadcast ended after Linger.
+func TestIngestOutlivesALostSession(t *testing.T) {
+	agg := moqlite.NewServer(moqlite.ServerConfig{Ingest: &moqlite.IngestConfig{Prefix: "n", Tracks: []string{"t"}, Linger: 300 * time.Millisecond}})
+	defer agg.Close()
+	pub := moqlite.NewServer(moqlite.ServerConfig{})
+	defer pub.Close()
+	b, err := pub.PublishBroadcast("n/x", []string{"t"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.WriteFrame("t", []byte("f0"))
+	cs := publishInto(t, agg, pub, "moq-lite-04")
+	reader, _, _ := connect(t, agg, "moq-lite-04")
+	var sub *moqlite.Subscription
+	eventually(t, "the relay", func() bool {
+		sub, err = reader.Subscribe("n/x", "t")
+		return err == nil
+	})
+	ctx := timeout(t, 10*time.Second)
+	g, err := sub.NextGroup(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f, err := g.ReadFrame(ctx); err != nil || string(f) != "f0" {
+		t.Fatalf("frame %q, %v; want f0", f, err)
+	}
+	cs.CloseWithError(0x1, "cut")
+	b.AppendFrame("t", []byte("f1")) // sent to nobody: the session is gone
+	cs = publishInto(t, agg, pub, "moq-lite-04")
+	b.AppendFrame("t", []byte("f2"))
+	var rest []string
+	for len(rest) < 2 {
+		f, err := g.ReadFrame(ctx)
+		if err != nil {
+			t.Fatalf("after %v: %v", rest, err)
+		}
+		rest = append(rest, string(f))
+	}
+	if fmt.Sprint(rest) != "[f1 f2]" {
+		t.Fatalf("the group went on with %v, want [f1 f2]", rest)
+	}
+
+	// Cut again, and no redial: the broadcast ends after Linger.
+	cs.CloseWithError(0x1, "cut")
+	if f, err := g.ReadFrame(ctx); err != io.EOF {
+		t.Fatalf("the group went on with %q, %v; want its end", f, err)
+	}
+	if g, err := sub.NextGroup(ctx); err != io.EOF {
+		t.Fatalf("after Linger: group %v, %v; want the subscription's end", g, err)
+	}
+}
