@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/moqstats/moqstats"
 	"github.com/moqstats/moqstats/moqlite"
@@ -22,6 +23,11 @@ import (
 // moqPath is where moq-lite is served: WebSocket on the demo's HTTP server,
 // WebTransport on HTTP/3 on the same port number over UDP.
 const moqPath = "/moq"
+
+// moqEndLinger is how long the demo's moq-lite server waits, once the
+// stats broadcast closed, between a subscription's last group stream and
+// the end of its subscribe stream (moqlite.ServerConfig.EndLinger).
+const moqEndLinger = 250 * time.Millisecond
 
 // certValidity is the WebTransport certificate's lifetime: the longest
 // browsers accept for a certificate given by hash.

@@ -94,7 +94,12 @@ func run(ctx context.Context, o options, ln net.Listener, pc net.PacketConn, w i
 		return closeAll(err)
 	}
 	host, _, _ := net.SplitHostPort(ln.Addr().String())
-	moq, err := newMoqServer(moqlite.ServerConfig{CloseTimeout: streamDrain, Authorize: o.moqAuthorize}, host)
+	// A subscriber gets streamDrain to take the final frames, as the
+	// event streams do; the subscribe stream ends moqEndLinger after the
+	// last group's (on loopback, ample for the group to arrive first),
+	// well within it, so @moq/lite sees the end before Shutdown closes
+	// the session.
+	moq, err := newMoqServer(moqlite.ServerConfig{CloseTimeout: streamDrain, EndLinger: moqEndLinger, Authorize: o.moqAuthorize}, host)
 	if err != nil {
 		return closeAll(err)
 	}

@@ -12,8 +12,8 @@ const decoder = new TextDecoder();
 
 // subscribe connects to url, waits for a stats broadcast to be announced
 // (onBroadcast with its path), subscribes to tracks and calls onFrame for
-// every frame, in order, and onEnd for a track the broadcast ended. Once
-// every track has ended, or the session failed, it closes the session and
+// every frame, in order, and onEnd for every track once the broadcast
+// ended. Then, or when the session failed, it closes the session and
 // calls onClose, once, with the error or null. The result's close ends it
 // early.
 export function subscribe({ url, tracks, onBroadcast, onFrame, onEnd, onClose }) {
@@ -46,17 +46,28 @@ export function subscribe({ url, tracks, onBroadcast, onFrame, onEnd, onClose })
     announced.close();
     onBroadcast(String(path));
     const broadcast = conn.consume(path);
-    await Promise.all(tracks.map(async (name) => {
+    // A track ends cleanly when the broadcast closes; the session may
+    // then close before every track has seen its end, so one clean end
+    // ends them all, as the broadcast's tracks end together.
+    let ended = false;
+    const results = await Promise.allSettled(tracks.map(async (name) => {
       const track = broadcast.subscribe(name, 0);
       // A group's stream ends before the next group's starts, so reading
       // each to its end keeps the frames in order.
       for (let group; (group = await track.recvGroup()) && !done;) {
-        for (let i = 0, f; (f = await group.readFrame()) && !done; i++) {
-          onFrame(name, group.sequence, i, decoder.decode(f));
+        try {
+          for (let i = 0, f; (f = await group.readFrame()) && !done; i++) {
+            onFrame(name, group.sequence, i, decoder.decode(f));
+          }
+        } catch {
+          // A group cut short (the server skipped to a newer one): the
+          // next group carries whole frames again.
         }
       }
-      if (!done) onEnd(name);
+      ended = true;
     }));
+    if (!ended) throw results.find((r) => r.status === 'rejected')?.reason ?? new Error('no track ended');
+    if (!done) tracks.forEach(onEnd);
     finish(null);
   })().catch((err) => finish(err instanceof Error ? err : new Error(String(err))));
   return { close: () => finish(null) };
