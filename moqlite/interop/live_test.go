@@ -209,7 +209,7 @@ func (tw *twins) close(t *testing.T) map[string][]byte {
 // endLinger is the server's EndLinger here. The default (1s) is ample
 // for a Node that keeps up; these tests, though, share two cores with the
 // race-instrumented suite, and there Node was once seen to take over a
-// second to get to the final groups (about one case in 250), which it then
+// second to get to the final groups (once in some 600 cases), which it then
 // dropped as the subscription's end arrived with them. Three seconds keeps
 // the check exact without making it flaky.
 const endLinger = 3 * time.Second
