@@ -68,6 +68,10 @@
 // Broadcast.Close keeps, which so takes about EndLinger when anyone is
 // subscribed (Shutdown closes its broadcasts at once, so their waits
 // overlap). A subscription that never got a group does not wait. The
+// linger is a bound, not an acknowledgement (moq-lite has none for
+// groups): a peer that falls further behind than EndLinger at the close
+// still loses what it had not reached, so a server whose subscribers run
+// on loaded hosts may raise it. The
 // tests of package interop run @moq/lite itself in Node against a live
 // Stats with the default, over both WebSocket framings and every version.
 //

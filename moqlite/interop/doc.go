@@ -31,8 +31,11 @@
 //     rebuild the plain track.
 //
 // The final frames reach @moq/lite only because the server lingers before
-// ending each subscription (moqlite.ServerConfig.EndLinger); the tests run
-// with its default.
+// ending each subscription (moqlite.ServerConfig.EndLinger). With no
+// linger every case loses them; the tests run with 3s rather than the
+// default 1s, because on a loaded two-core host Node can lag by more than
+// a second at the close, and a peer that lags past the linger still loses
+// the groups it had not reached.
 //
 // # Running
 //

@@ -174,6 +174,9 @@ func startNode(t *testing.T, argv []string, script string) *nodeProc {
 		t.Fatal(err)
 	}
 	go func() {
+		// Wait closes stdout, so it runs only once every read is done.
+		defer close(p.exited)
+		defer cmd.Wait()
 		defer close(p.events)
 		dec := json.NewDecoder(stdout)
 		for {
@@ -187,15 +190,13 @@ func startNode(t *testing.T, argv []string, script string) *nodeProc {
 			p.events <- ev
 		}
 	}()
-	go func() {
-		cmd.Wait()
-		close(p.exited)
-	}()
 	t.Cleanup(func() {
 		select {
 		case <-p.exited:
 		default:
 			cmd.Process.Kill()
+			for range p.events {
+			}
 			<-p.exited
 		}
 	})
