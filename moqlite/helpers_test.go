@@ -21,12 +21,18 @@ var versions = []struct{ name, protocol string }{
 // with the error ServeSession returned arriving on served.
 func connect(t *testing.T, srv *moqlite.Server, protocol string) (*moqlite.Client, *memconn.Session, <-chan error) {
 	t.Helper()
+	return connectWith(t, srv, protocol, moqlite.ClientConfig{HandshakeTimeout: 5 * time.Second})
+}
+
+// connectWith is connect with the client configured by cfg.
+func connectWith(t *testing.T, srv *moqlite.Server, protocol string, cfg moqlite.ClientConfig) (*moqlite.Client, *memconn.Session, <-chan error) {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
 	cs, ss := memconn.Pair(ctx, protocol)
 	served := make(chan error, 1)
 	go func() { served <- srv.ServeSession(ctx, ss, moqlite.ConnInfo{Transport: "memconn"}) }()
-	c, err := moqlite.NewClient(ctx, cs, moqlite.ClientConfig{HandshakeTimeout: 5 * time.Second})
+	c, err := moqlite.NewClient(ctx, cs, cfg)
 	if err != nil {
 		t.Fatalf("NewClient over %q: %v", protocol, err)
 	}
