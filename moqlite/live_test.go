@@ -204,7 +204,7 @@ func testLiveStats(t *testing.T, protocol string, seed uint64) {
 	tw := newTwin(t, moqlite.ServerConfig{MaxQueuedBytes: 64 << 20, EndLinger: quickLinger})
 	// What is checked is the server's delivery: the client keeps every
 	// group however far its readers fall behind on a loaded machine, and
-	// takes group streams for seconds after a subscription's end.
+	// takes group streams for a second after a subscription ends.
 	c, _, _ := connectWith(t, tw.srv, protocol, moqlite.ClientConfig{HandshakeTimeout: 5 * time.Second, MaxBufferedGroups: 1 << 20, EndLinger: time.Second})
 	ctx := timeout(t, 60*time.Second)
 	ann, err := c.Announced(".stats")
