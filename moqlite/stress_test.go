@@ -2,6 +2,7 @@ package moqlite_test
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -10,23 +11,67 @@ import (
 	"time"
 
 	"github.com/moqstats/moqstats/moqlite"
+	"github.com/moqstats/moqstats/moqlite/wsconn"
 )
 
 // Writes, appends, subscribers joining, leaving and whole sessions closing
 // race against each other and against Close. Checked against the ledger of
 // what was written: every group a subscriber receives whole is exactly the
 // group written with that sequence, sequences only increase, and every
-// subscriber still connected at Close ends with the final group, whole.
+// subscriber still connected at Close ends with the final group, whole,
+// and no group is left open.
 func TestStressRacingSubscribersAgainstWritesAndClose(t *testing.T) {
 	for seed := range uint64(4) {
 		t.Run(fmt.Sprint(seed), func(t *testing.T) {
-			testStress(t, seed)
+			testStress(t, seed, stressSetup{
+				cfg: moqlite.ServerConfig{MaxQueuedBytes: 8 << 10, CloseTimeout: 5 * time.Second},
+				connect: func(t *testing.T, srv *moqlite.Server, protocol string) *moqlite.Client {
+					c, _, _ := connect(t, srv, protocol)
+					return c
+				},
+			})
 		})
 	}
 }
 
-func testStress(t *testing.T, seed uint64) {
-	srv := moqlite.NewServer(moqlite.ServerConfig{MaxQueuedBytes: 8 << 10, CloseTimeout: 5 * time.Second})
+// The same race over WebSocket, whose streams apply the write deadline to
+// their end too, with pauses longer than WriteTimeout between some groups,
+// as when a track is idle: every group still ends whole, so a subscriber
+// reading one group after the other never waits on one that is over.
+func TestStressGroupsOutlivingWriteTimeoutOverWebSocket(t *testing.T) {
+	const writeTimeout = 500 * time.Millisecond
+	for seed := range uint64(2) {
+		t.Run(fmt.Sprint(seed), func(t *testing.T) {
+			dial := wsDialer(wsconn.FramingQMux)
+			testStress(t, seed, stressSetup{
+				cfg: moqlite.ServerConfig{MaxQueuedBytes: 8 << 10, WriteTimeout: writeTimeout, CloseTimeout: 5 * time.Second},
+				connect: func(t *testing.T, srv *moqlite.Server, protocol string) *moqlite.Client {
+					c, err := moqlite.NewClient(context.Background(), dial(t, srv, protocol), moqlite.ClientConfig{HandshakeTimeout: 5 * time.Second})
+					if err != nil {
+						t.Fatalf("NewClient over %q: %v", protocol, err)
+					}
+					t.Cleanup(func() { c.Close() })
+					return c
+				},
+				pauseEvery: 100,
+				pause:      writeTimeout + 200*time.Millisecond,
+			})
+		})
+	}
+}
+
+// stressSetup is what a stress run varies: the server's bounds, the
+// transport, and pauses of pause before one group in pauseEvery (none when
+// pauseEvery is 0).
+type stressSetup struct {
+	cfg        moqlite.ServerConfig
+	connect    func(t *testing.T, srv *moqlite.Server, protocol string) *moqlite.Client
+	pauseEvery int
+	pause      time.Duration
+}
+
+func testStress(t *testing.T, seed uint64, setup stressSetup) {
+	srv := moqlite.NewServer(setup.cfg)
 	b, err := srv.PublishBroadcast("s", []string{"t"})
 	if err != nil {
 		t.Fatal(err)
@@ -46,7 +91,7 @@ func testStress(t *testing.T, seed uint64) {
 	results := make(chan result, 64)
 	r := rand.New(rand.NewPCG(seed, 5))
 	subscribe := func(stay bool, lite string) {
-		c, _, _ := connect(t, srv, lite)
+		c := setup.connect(t, srv, lite)
 		sub, err := c.Subscribe("s", "t")
 		if err != nil {
 			t.Error(err)
@@ -80,6 +125,12 @@ func testStress(t *testing.T, seed uint64) {
 				if err == io.EOF {
 					res.whole[g.Sequence] = frames
 				}
+				if ctx.Err() != nil {
+					// Every group ends, whole or cut short, by Close at
+					// the latest: one still open now was never ended.
+					res.err = fmt.Errorf("group %d never ended: %w", g.Sequence, err)
+					return
+				}
 			}
 		}()
 	}
@@ -87,6 +138,9 @@ func testStress(t *testing.T, seed uint64) {
 		subscribe(true, versions[i%3].protocol)
 	}
 	for g := range 300 {
+		if setup.pauseEvery > 0 && r.IntN(setup.pauseEvery) == 0 {
+			time.Sleep(setup.pause)
+		}
 		var group [][]byte
 		n := 1 + r.IntN(4)
 		for i := range n {

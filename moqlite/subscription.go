@@ -131,7 +131,18 @@ func (s *subscription) run() {
 			leave.Reset(CodeSkipped)
 		}
 		if closeSt != nil {
-			closeSt.Close()
+			// The deadline set for the group's last frame may have passed
+			// long ago (an idle track, passes further apart than
+			// WriteTimeout), and some transports apply it to the end too:
+			// the end gets its own. An end that still fails resets the
+			// stream, so the peer never waits on a group that is over.
+			closeSt.SetWriteDeadline(time.Now().Add(srv.cfg.WriteTimeout))
+			if err := closeSt.Close(); err != nil {
+				if isTimeout(err) {
+					srv.stats.writeTimeouts.Add(1)
+				}
+				closeSt.Reset(CodeSkipped)
+			}
 		}
 		switch {
 		case frame != nil:
