@@ -3,6 +3,7 @@ package bench
 import (
 	"context"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"net/http/httptest"
 	"runtime"
@@ -150,25 +151,17 @@ func timedFlush(b *testing.B, s *moqstats.Stats) (wall, cpu time.Duration, ok bo
 type moqRig struct {
 	srv        *moqlite.Server
 	hs         *httptest.Server
-	url        string
 	main, twin *moqstats.Stats
 	mainW      *moqWorkload
 	twinW      *moqWorkload
 	marks      *markOrigin // main's: the last frame written on each track
-	tracks     []string
-
-	ctx    context.Context
-	cancel context.CancelFunc
-	subs   []*moqSubscriber
-	wg     sync.WaitGroup // the subscribers' readers
+	clients    *moqClients
 }
 
 func newMoQRig(tb testing.TB, keys int) *moqRig {
 	tb.Helper()
 	r := &moqRig{srv: moqlite.NewServer(moqlite.ServerConfig{MaxSessions: 1 << 14, CloseTimeout: 10 * time.Second})}
-	r.ctx, r.cancel = context.WithCancel(context.Background())
 	r.hs = httptest.NewServer(r.srv.WebSocketHandler())
-	r.url = "ws" + strings.TrimPrefix(r.hs.URL, "http") + "/"
 	r.marks = &markOrigin{origin: r.srv}
 	var err error
 	cfg := moqstats.Config{Origin: r.marks, Node: "main", Interval: time.Hour, Compressed: true, MaxEntries: maxTickEntries}
@@ -179,9 +172,9 @@ func newMoQRig(tb testing.TB, keys int) *moqRig {
 	if r.twin, err = moqstats.New(cfg); err != nil {
 		tb.Fatal(err)
 	}
-	r.tracks = r.main.Tracks()
 	r.mainW = newMoQWorkload(r.main, keys)
 	r.twinW = newMoQWorkload(r.twin, keys)
+	r.clients = newMoQClients("ws"+strings.TrimPrefix(r.hs.URL, "http")+"/", r.main.Path(), r.main.Tracks())
 	tb.Cleanup(r.close)
 	return r
 }
@@ -193,11 +186,7 @@ func (r *moqRig) step() {
 }
 
 func (r *moqRig) close() {
-	for _, s := range r.subs {
-		s.c.Close()
-	}
-	r.cancel()
-	r.wg.Wait()
+	r.clients.close()
 	r.mainW.close()
 	r.twinW.close()
 	r.main.Close()
@@ -206,22 +195,64 @@ func (r *moqRig) close() {
 	r.hs.Close()
 }
 
-// received is the bytes of frames every subscriber has read so far.
-func (r *moqRig) received() int64 {
-	var n int64
-	for _, s := range r.subs {
-		for i := range s.tracks {
-			n += s.tracks[i].bytes.Load()
-		}
-	}
-	return n
-}
-
-// subscribe connects n subscribers, each a WebSocket session subscribed
-// to every track of main, with a reader per subscription that takes each
-// frame and records how far it got. Eight connect at a time.
 func (r *moqRig) subscribe(tb testing.TB, n int) {
 	tb.Helper()
+	if err := r.clients.subscribe(n); err != nil {
+		tb.Fatal(err)
+	}
+}
+
+func (r *moqRig) received() int64 { return r.clients.received() }
+
+// drain waits until every subscriber has read the last frame main wrote
+// on every track.
+func (r *moqRig) drain(tb testing.TB) {
+	tb.Helper()
+	want := make([]uint64, len(r.clients.tracks))
+	for i, name := range r.clients.tracks {
+		want[i] = r.marks.last(name)
+	}
+	if err := r.clients.reach(want, moqDrainTimeout); err != nil {
+		tb.Fatalf("%v (server: %+v)", err, r.srv.Stats())
+	}
+}
+
+// moqClients are subscribers, each a WebSocket session subscribed to
+// every track of one broadcast, with a reader per subscription that takes
+// each frame and records how far it got.
+type moqClients struct {
+	url, path string
+	tracks    []string
+	ctx       context.Context
+	cancel    context.CancelFunc
+	subs      []*moqSubscriber
+	wg        sync.WaitGroup // the readers
+
+	errMu sync.Mutex
+	errs  map[string]int // what ended readers before close, by message
+}
+
+func newMoQClients(url, path string, tracks []string) *moqClients {
+	c := &moqClients{url: url, path: path, tracks: tracks, errs: map[string]int{}}
+	c.ctx, c.cancel = context.WithCancel(context.Background())
+	return c
+}
+
+// moqSubscriber is one client session subscribed to every track.
+type moqSubscriber struct {
+	c      *moqlite.Client
+	tracks []trackProgress // in moqClients.tracks' order
+}
+
+// trackProgress is what one subscription's reader has taken: the mark of
+// its last frame (see mark) and the bytes of every frame.
+type trackProgress struct {
+	mark  atomic.Uint64
+	bytes atomic.Int64
+}
+
+// subscribe connects n more subscribers, eight at a time.
+func (c *moqClients) subscribe(n int) error {
 	subs := make([]*moqSubscriber, n)
 	var (
 		wg   sync.WaitGroup
@@ -233,7 +264,7 @@ func (r *moqRig) subscribe(tb testing.TB, n int) {
 		go func() {
 			defer wg.Done()
 			for i := int(next.Add(1) - 1); i < n; i = int(next.Add(1) - 1) {
-				s, err := r.connect()
+				s, err := c.connect()
 				if err != nil {
 					errs <- err
 					return
@@ -246,58 +277,48 @@ func (r *moqRig) subscribe(tb testing.TB, n int) {
 	close(errs)
 	for _, s := range subs {
 		if s != nil {
-			r.subs = append(r.subs, s)
+			c.subs = append(c.subs, s)
 		}
 	}
-	if err := <-errs; err != nil {
-		tb.Fatal(err)
-	}
+	return <-errs
 }
 
-// moqSubscriber is one client session subscribed to every track.
-type moqSubscriber struct {
-	c      *moqlite.Client
-	tracks []trackProgress // in moqRig.tracks' order
-}
-
-// trackProgress is what one subscription's reader has taken: the mark of
-// its last frame (see mark) and the bytes of every frame.
-type trackProgress struct {
-	mark  atomic.Uint64
-	bytes atomic.Int64
-}
-
-func (r *moqRig) connect() (*moqSubscriber, error) {
-	sess, err := wsconn.Dial(r.ctx, r.url, wsconn.Config{Protocols: moqlite.Protocols}, nil)
+func (c *moqClients) connect() (*moqSubscriber, error) {
+	sess, err := wsconn.Dial(c.ctx, c.url, wsconn.Config{Protocols: moqlite.Protocols}, nil)
 	if err != nil {
 		return nil, err
 	}
-	c, err := moqlite.NewClient(r.ctx, sess, moqlite.ClientConfig{})
+	cl, err := moqlite.NewClient(c.ctx, sess, moqlite.ClientConfig{})
 	if err != nil {
 		return nil, err
 	}
-	s := &moqSubscriber{c: c, tracks: make([]trackProgress, len(r.tracks))}
-	for i, name := range r.tracks {
-		sub, err := c.Subscribe(r.main.Path(), name)
+	s := &moqSubscriber{c: cl, tracks: make([]trackProgress, len(c.tracks))}
+	for i, name := range c.tracks {
+		sub, err := cl.Subscribe(c.path, name)
 		if err != nil {
-			c.Close()
+			cl.Close()
 			return nil, fmt.Errorf("subscribing to %s: %w", name, err)
 		}
-		r.wg.Add(1)
-		go r.read(sub, &s.tracks[i])
+		c.wg.Add(1)
+		go c.read(sub, &s.tracks[i])
 	}
 	return s, nil
 }
 
-func (r *moqRig) read(sub *moqlite.Subscription, p *trackProgress) {
-	defer r.wg.Done()
+func (c *moqClients) read(sub *moqlite.Subscription, p *trackProgress) {
+	defer c.wg.Done()
 	for {
-		g, err := sub.NextGroup(r.ctx)
+		g, err := sub.NextGroup(c.ctx)
 		if err != nil {
+			if c.ctx.Err() == nil {
+				c.errMu.Lock()
+				c.errs[err.Error()]++
+				c.errMu.Unlock()
+			}
 			return
 		}
 		for n := uint64(1); ; n++ {
-			f, err := g.ReadFrame(r.ctx)
+			f, err := g.ReadFrame(c.ctx)
 			if err != nil {
 				break
 			}
@@ -307,18 +328,24 @@ func (r *moqRig) read(sub *moqlite.Subscription, p *trackProgress) {
 	}
 }
 
-// drain waits until every subscriber has read the last frame main wrote
-// on every track.
-func (r *moqRig) drain(tb testing.TB) {
-	tb.Helper()
-	want := make([]uint64, len(r.tracks))
-	for i, name := range r.tracks {
-		want[i] = r.marks.last(name)
+// received is the bytes of frames every subscriber has read so far.
+func (c *moqClients) received() int64 {
+	var n int64
+	for _, s := range c.subs {
+		for i := range s.tracks {
+			n += s.tracks[i].bytes.Load()
+		}
 	}
-	deadline := time.Now().Add(moqDrainTimeout)
+	return n
+}
+
+// reach waits until every subscription has read up to want[track], at
+// most d; the error says how many did not and where they stopped.
+func (c *moqClients) reach(want []uint64, d time.Duration) error {
+	deadline := time.Now().Add(d)
 	for {
 		behind := 0
-		for _, s := range r.subs {
+		for _, s := range c.subs {
 			for i := range s.tracks {
 				if s.tracks[i].mark.Load() < want[i] {
 					behind++
@@ -326,13 +353,31 @@ func (r *moqRig) drain(tb testing.TB) {
 			}
 		}
 		if behind == 0 {
-			return
+			return nil
 		}
 		if time.Now().After(deadline) {
-			tb.Fatalf("%d of %d subscriptions still behind the last pass after %v", behind, len(r.subs)*len(r.tracks), moqDrainTimeout)
+			where := map[string]int{}
+			for _, s := range c.subs {
+				for i := range s.tracks {
+					if m := s.tracks[i].mark.Load(); m < want[i] {
+						where[fmt.Sprintf("%s at %d.%d of %d.%d", c.tracks[i], m>>32, m&math.MaxUint32, want[i]>>32, want[i]&math.MaxUint32)]++
+					}
+				}
+			}
+			c.errMu.Lock()
+			defer c.errMu.Unlock()
+			return fmt.Errorf("%d of %d subscriptions still behind after %v: %v; readers ended by %v", behind, len(c.subs)*len(c.tracks), d, where, c.errs)
 		}
 		time.Sleep(500 * time.Microsecond)
 	}
+}
+
+func (c *moqClients) close() {
+	for _, s := range c.subs {
+		s.c.Close()
+	}
+	c.cancel()
+	c.wg.Wait()
 }
 
 // mark orders frames: group sequence, then the frame's position in its
