@@ -165,7 +165,10 @@ type moqRig struct {
 
 func newMoQRig(tb testing.TB, keys int) *moqRig {
 	tb.Helper()
-	r := &moqRig{srv: moqlite.NewServer(moqlite.ServerConfig{MaxSessions: 1 << 14, CloseTimeout: 10 * time.Second})}
+	// WriteTimeout of a minute: with a thousand subscribers on two cores
+	// a writer can wait longer than the default for its session's turn,
+	// and a group given up on is not what this measures.
+	r := &moqRig{srv: moqlite.NewServer(moqlite.ServerConfig{MaxSessions: 1 << 14, WriteTimeout: time.Minute, CloseTimeout: 10 * time.Second})}
 	// No keepalive: with a thousand subscribers on two cores a session
 	// can wait longer than the idle timeout for its turn, which is the
 	// machine's limit, not the pass's.
