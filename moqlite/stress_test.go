@@ -195,3 +195,164 @@ func testStress(t *testing.T, seed uint64, setup stressSetup) {
 		}
 	}
 }
+
+// Every frame written reaches every subscriber without waiting for Close:
+// after each write the subscribers that stay must all have it, exactly as
+// written, while others join and leave around them (so the subscriber
+// list a write's wake-up goroutine holds races with joins and leaves).
+// A wake-up lost, or sent to a stale list, leaves a subscriber short.
+func TestStressEveryWriteWakesEverySubscriber(t *testing.T) {
+	for seed := range uint64(3) {
+		t.Run(fmt.Sprint(seed), func(t *testing.T) {
+			testEveryWriteWakes(t, seed)
+		})
+	}
+}
+
+func testEveryWriteWakes(t *testing.T, seed uint64) {
+	srv := moqlite.NewServer(moqlite.ServerConfig{CloseTimeout: 5 * time.Second})
+	b, err := srv.PublishBroadcast("s", []string{"t"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := timeout(t, 60*time.Second)
+	r := rand.New(rand.NewPCG(seed, 9))
+
+	// A staying subscriber's reader appends every frame to got, in order,
+	// with its group.
+	type frame struct {
+		seq  uint64
+		data []byte
+	}
+	type stayer struct {
+		mu  sync.Mutex
+		got []frame
+	}
+	var wg sync.WaitGroup
+	errs := make(chan error, 256)
+	stayers := make([]*stayer, 8)
+	for i := range stayers {
+		c, _, _ := connect(t, srv, versions[i%3].protocol)
+		sub, err := c.Subscribe("s", "t")
+		if err != nil {
+			t.Fatal(err)
+		}
+		st := &stayer{}
+		stayers[i] = st
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				g, err := sub.NextGroup(ctx)
+				if err == io.EOF {
+					return
+				}
+				if err != nil {
+					errs <- fmt.Errorf("staying subscriber: %w", err)
+					return
+				}
+				for {
+					f, err := g.ReadFrame(ctx)
+					if err == io.EOF {
+						break
+					}
+					if err != nil {
+						errs <- fmt.Errorf("staying subscriber, group %d: %w", g.Sequence, err)
+						return
+					}
+					st.mu.Lock()
+					st.got = append(st.got, frame{g.Sequence, f})
+					st.mu.Unlock()
+				}
+			}
+		}()
+	}
+	// Subscribers that join, take a few frames and leave, by closing the
+	// subscription or the whole session.
+	churn := func() {
+		c, _, _ := connect(t, srv, versions[r.IntN(3)].protocol)
+		sub, err := c.Subscribe("s", "t")
+		if err != nil {
+			t.Fatal(err)
+		}
+		take, bySession := r.IntN(6), r.IntN(2) == 0
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer func() {
+				if bySession {
+					c.Close()
+				} else {
+					sub.Close()
+				}
+			}()
+			for n := 0; n < take; {
+				g, err := sub.NextGroup(ctx)
+				if err != nil {
+					return
+				}
+				for ; n < take; n++ {
+					if _, err := g.ReadFrame(ctx); err != nil {
+						break
+					}
+				}
+			}
+		}()
+	}
+
+	var written []frame
+	for g := range 150 {
+		for i := range 1 + r.IntN(3) {
+			f := fmt.Appendf(bytes.Repeat([]byte{byte(g)}, r.IntN(500)), "%d/%d", g, i)
+			write := b.AppendFrame
+			if i == 0 {
+				write = b.WriteFrame
+			}
+			if err := write("t", f); err != nil {
+				t.Fatal(err)
+			}
+			written = append(written, frame{uint64(g), f})
+			if r.IntN(4) == 0 {
+				churn()
+			}
+			for k, st := range stayers {
+				deadline := time.Now().Add(10 * time.Second)
+				for {
+					st.mu.Lock()
+					n := len(st.got)
+					st.mu.Unlock()
+					if n >= len(written) {
+						break
+					}
+					select {
+					case err := <-errs:
+						t.Fatal(err)
+					default:
+					}
+					if time.Now().After(deadline) {
+						t.Fatalf("subscriber %d has %d frames 10s after frame %d (group %d) was written: a wake-up was lost", k, n, len(written), g)
+					}
+					time.Sleep(100 * time.Microsecond)
+				}
+			}
+		}
+	}
+	if err := b.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	for k, st := range stayers {
+		if len(st.got) != len(written) {
+			t.Fatalf("subscriber %d took %d frames, %d written", k, len(st.got), len(written))
+		}
+		for i, w := range written {
+			if g := st.got[i]; g.seq != w.seq || !bytes.Equal(g.data, w.data) {
+				t.Fatalf("subscriber %d frame %d: group %d %q, want group %d %q", k, i, g.seq, g.data, w.seq, w.data)
+			}
+		}
+	}
+}

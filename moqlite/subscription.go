@@ -36,7 +36,8 @@ type subscription struct {
 }
 
 // added is called by the producer, under tr.mu, for each frame on the
-// track; it never blocks.
+// track; it never blocks. The producer wakes the writer afterwards
+// (wakeAll).
 func (s *subscription) added(g *group, n int, newGroup bool) {
 	if s.cur == nil {
 		s.cur, s.idx, s.queued = g, 0, 0
@@ -49,7 +50,6 @@ func (s *subscription) added(g *group, n int, newGroup bool) {
 		s.sess.srv.stats.groupsSkipped.Add(1)
 		s.cur, s.idx, s.queued = g, 0, g.size
 	}
-	s.wakeUp()
 }
 
 func (s *subscription) wakeUp() {
