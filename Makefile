@@ -1,6 +1,6 @@
 GO ?= go
 
-.PHONY: test fmt-check vet actionlint test-race bench-smoke test-arm64 test-arm64-race test-arm64-race-ci test-arm64-race-selfcheck soak fuzz demo bench bench-wire profile
+.PHONY: test fmt-check vet actionlint test-race bench-smoke test-arm64 test-arm64-race test-arm64-race-ci test-arm64-race-selfcheck soak fuzz demo bench bench-wire bench-moq profile
 
 # The README's test command: formatting, vet, the CI workflow's lint, the
 # race-enabled test suite in both shard-selection builds (procPin by
@@ -125,6 +125,16 @@ bench-wire:
 	mkdir -p bench/out
 	cd bench && $(GO) test -run '^$$' -bench '^BenchmarkWire$$' -cpu 2 -benchtime 300x -count $${COUNT:-3} . | tee out/wire.txt
 	cd bench && $(GO) run ./cmd/targets -measured out/wire.txt
+
+# What serving the stats broadcast over moq-lite costs: the pass with 0 to
+# 1,000 loopback WebSocket subscribers on all twelve tracks against a twin
+# with none, and heap and goroutines per subscriber on each side, COUNT
+# times (default 6); see BenchmarkMoQPass and BENCHMARKS.md.
+bench-moq:
+	mkdir -p bench/out
+	cd bench && $(GO) test -run '^$$' -bench '^BenchmarkMoQPass$$' -cpu 2 -benchtime 8x -count $${COUNT:-6} -timeout 60m . | tee out/moq.txt
+	cd bench && $(GO) test -run '^$$' -bench '^BenchmarkMoQSubscriberMemory$$' -cpu 2 -benchtime 1x -count $${COUNT:-6} . | tee -a out/moq.txt
+	cd bench && $(GO) run golang.org/x/perf/cmd/benchstat out/moq.txt
 
 # CPU and heap profiles of the hot path and of a tick, in bench/out; open
 # one with: go tool pprof -http=:8080 bench/out/bench.test bench/out/tick.cpu.prof

@@ -9,8 +9,8 @@ import (
 )
 
 // Broadcast is a published broadcast. WriteFrame and AppendFrame copy the
-// frame into the track and wake its subscribers' writers; they never wait
-// on the network.
+// frame into the track and have its subscribers' writers woken; they never
+// wait on the network.
 type Broadcast struct {
 	srv    *Server
 	path   string
@@ -119,7 +119,11 @@ type track struct {
 	latest *group
 	seq    uint64 // the next group's sequence
 	ended  bool
-	subs   []*subscription
+	// subs is replaced, never changed in place, when a subscription
+	// leaves (add appends past its end, which no earlier slice of it
+	// sees), so a slice taken under mu stays as it was after mu is
+	// released: write hands one to wakeAll.
+	subs []*subscription
 }
 
 func (t *track) write(frame []byte, newGroup bool) error {
@@ -146,7 +150,23 @@ func (t *track) write(frame []byte, newGroup bool) error {
 	for _, sub := range t.subs {
 		sub.added(g, len(buf), newGroup)
 	}
+	if len(t.subs) > 0 {
+		// Waking a writer readies its goroutine, which costs more than
+		// the bookkeeping above, and the woken writers would queue on mu
+		// while this loop holds it. A goroutine of its own wakes them
+		// after mu is released, so what a write costs the producer (the
+		// stats pass) grows with subscribers by the bookkeeping alone.
+		go wakeAll(t.subs)
+	}
 	return nil
+}
+
+// wakeAll nudges each subscription's writer, after the write that
+// positioned them (under mu) is complete.
+func wakeAll(subs []*subscription) {
+	for _, sub := range subs {
+		sub.wakeUp()
+	}
 }
 
 // end closes the latest group for good and returns the subscriptions,
@@ -186,7 +206,9 @@ func (t *track) remove(sub *subscription) {
 	defer t.mu.Unlock()
 	for i, s := range t.subs {
 		if s == sub {
-			t.subs = append(t.subs[:i], t.subs[i+1:]...)
+			// A new array (the full slice expression caps the prefix), so
+			// a slice a wakeAll holds keeps its elements.
+			t.subs = append(t.subs[:i:i], t.subs[i+1:]...)
 			break
 		}
 	}

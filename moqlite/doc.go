@@ -21,9 +21,11 @@
 // # Invariants
 //
 //   - A write never waits on the network. WriteFrame copies the frame into
-//     the track's group under the track's lock and nudges each
-//     subscriber's writer goroutine (a non-blocking send); writers take
-//     frames under that lock and write outside it.
+//     the track's group and moves each subscriber's position under the
+//     track's lock; a goroutine of its own then nudges each subscriber's
+//     writer (a non-blocking send), so the writer's cost grows with
+//     subscribers only by that bookkeeping. Writers take frames under the
+//     lock and write outside it.
 //   - A subscriber that falls MaxQueuedBytes behind skips to the latest
 //     group. The producer moves its position (under the same lock), so a
 //     stalled subscriber holds at most that much of older groups alive

@@ -36,7 +36,8 @@ type subscription struct {
 }
 
 // added is called by the producer, under tr.mu, for each frame on the
-// track; it never blocks.
+// track; it never blocks. The producer wakes the writer afterwards
+// (wakeAll).
 func (s *subscription) added(g *group, n int, newGroup bool) {
 	if s.cur == nil {
 		s.cur, s.idx, s.queued = g, 0, 0
@@ -49,7 +50,6 @@ func (s *subscription) added(g *group, n int, newGroup bool) {
 		s.sess.srv.stats.groupsSkipped.Add(1)
 		s.cur, s.idx, s.queued = g, 0, g.size
 	}
-	s.wakeUp()
 }
 
 func (s *subscription) wakeUp() {
@@ -134,7 +134,18 @@ func (s *subscription) run() {
 			lastEnd = time.Now()
 		}
 		if closeSt != nil {
-			closeSt.Close()
+			// The deadline set for the group's last frame may have passed
+			// long ago (an idle track, passes further apart than
+			// WriteTimeout), and some transports apply it to the end too:
+			// the end gets its own. An end that still fails resets the
+			// stream, so the peer never waits on a group that is over.
+			closeSt.SetWriteDeadline(time.Now().Add(srv.cfg.WriteTimeout))
+			if err := closeSt.Close(); err != nil {
+				if isTimeout(err) {
+					srv.stats.writeTimeouts.Add(1)
+				}
+				closeSt.Reset(CodeSkipped)
+			}
 			lastEnd = time.Now()
 		}
 		switch {
