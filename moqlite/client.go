@@ -512,6 +512,7 @@ func (s *Subscription) NextGroup(ctx context.Context) (*Group, error) {
 		s.mu.Lock()
 		if len(s.groups) > 0 {
 			g := s.groups[0]
+			s.groups[0] = nil // the reader holds it now, not the queue
 			s.groups = s.groups[1:]
 			s.mu.Unlock()
 			return g, nil
