@@ -1,6 +1,7 @@
 package moqlite_test
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -11,6 +12,8 @@ import (
 
 	"github.com/moqstats/moqstats/moqlite"
 	"github.com/moqstats/moqstats/moqlite/internal/memconn"
+	"github.com/moqstats/moqstats/moqlite/internal/wire"
+	"github.com/moqstats/moqstats/moqlite/transport"
 )
 
 // publishInto dials agg from a client that publishes pub's broadcasts, on
@@ -226,5 +229,105 @@ func TestIngestOutlivesALostSession(t *testing.T) {
 	}
 	if g, err := sub.NextGroup(ctx); err != io.EOF {
 		t.Fatalf("after Linger: group %v, %v; want the subscription's end", g, err)
+	}
+}
+
+// A peer that ends its broadcast by unannouncing it alone, leaving the
+// server's subscriptions to it open (as @moq/lite does when an
+// application closes its Broadcast but not the Tracks it was asked for),
+// still ends the relay: each relayed subscription ends after the groups
+// sent before the unannounce, and the relayed broadcast is unannounced.
+func TestIngestEndsTheRelayWhenThePeerUnannounces(t *testing.T) {
+	agg := moqlite.NewServer(moqlite.ServerConfig{Ingest: &moqlite.IngestConfig{Prefix: "n", Tracks: []string{"t"}}})
+	defer agg.Close()
+	ctx := timeout(t, 10*time.Second)
+	const proto = "moq-lite-04"
+	f, _, _ := wire.ByProtocol(proto)
+	cs, ss := memconn.Pair(ctx, proto)
+	go agg.ServeSession(ctx, ss, moqlite.ConnInfo{Transport: "memconn"})
+
+	// The peer answers the server's announce interest and its
+	// subscription, then sends one group.
+	announce, subID := make(chan transport.BidiStream, 1), make(chan uint64, 1)
+	go func() {
+		for {
+			st, err := cs.AcceptBidi(ctx)
+			if err != nil {
+				return
+			}
+			br := bufio.NewReader(st)
+			typ, err := wire.ReadVarint(br)
+			if err != nil {
+				return
+			}
+			body, err := wire.ReadMessage(br, wire.MaxMessage)
+			if err != nil {
+				return
+			}
+			switch wire.StreamType(typ) {
+			case wire.StreamAnnounce:
+				st.Write(wire.AppendMessage(nil, wire.AppendAnnounce(nil, wire.Announce{Active: true, Suffix: "x"}, f)))
+				announce <- st
+			case wire.StreamSubscribe:
+				m, err := wire.ParseSubscribe(body, f)
+				if err != nil || m.Broadcast != "n/x" || m.Track != "t" {
+					st.Reset(moqlite.CodeNotFound)
+					continue
+				}
+				st.Write(wire.AppendSubscribeOk(nil, wire.SubscribeOk{}, f))
+				subID <- m.ID
+			}
+		}
+	}()
+	reader, _, _ := connect(t, agg, proto)
+	ann, err := reader.Announced("n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a, err := ann.Next(ctx); err != nil || a.Path != "n/x" || !a.Active {
+		t.Fatalf("announce %+v, %v; want n/x active", a, err)
+	}
+	sub, err := reader.Subscribe("n/x", "t")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var id uint64
+	select {
+	case id = <-subID:
+	case <-ctx.Done():
+		t.Fatal("the server did not subscribe to the peer")
+	}
+	g, err := cs.OpenUni(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := wire.AppendGroupStream(nil, wire.Group{Subscribe: id, Sequence: 4})
+	for _, frame := range []string{"f0", "f1"} {
+		out = append(wire.AppendFrameHeader(out, len(frame)), frame...)
+	}
+	g.Write(out)
+	g.Close()
+	// The unannounce, and the subscription left open.
+	(<-announce).Write(wire.AppendMessage(nil, wire.AppendAnnounce(nil, wire.Announce{Active: false, Suffix: "x"}, f)))
+
+	got := map[uint64][]string{}
+	for {
+		g, err := sub.NextGroup(ctx)
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatalf("the relayed subscription, after %v: %v; want its end after the peer's unannounce", got, err)
+		}
+		frames, _ := readGroup(ctx, g)
+		for _, f := range frames {
+			got[g.Sequence] = append(got[g.Sequence], string(f))
+		}
+	}
+	if want := map[uint64][]string{4: {"f0", "f1"}}; !reflect.DeepEqual(got, want) {
+		t.Fatalf("relayed groups %v, want %v", got, want)
+	}
+	if a, err := ann.Next(ctx); err != nil || a.Path != "n/x" || a.Active {
+		t.Fatalf("announce %+v, %v; want n/x ended", a, err)
 	}
 }
