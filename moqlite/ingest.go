@@ -23,7 +23,9 @@ import (
 // sees every loss upstream as a skip (a consumer's Gap), never as a whole
 // group. The relayed broadcast ends once every track's subscription to the
 // peer ended, after its final frames, when the peer closes its broadcast or
-// the session ends. A peer's unannounce ends its subscriptions too, once
+// the session ends; a subscription the peer resets while the session stays
+// up ends its track only (@moq/lite resets one to a track it does not
+// publish). A peer's unannounce ends its subscriptions too, once
 // no group stream has arrived for ClientConfig.EndLinger's default: a
 // publisher may stop announcing a broadcast and leave the subscriptions
 // to it open (@moq/lite does when an application closes its Broadcast and
@@ -226,10 +228,28 @@ func (ss *session) relay(c *Client, path string, cfg IngestConfig, unannounced <
 		})
 	}
 	wg.Wait()
+	// c.ctx is the transport's own, which ends with it; ss.ctx follows a
+	// moment later.
+	lost := func() bool { return c.ctx.Err() != nil || ss.ctx.Err() != nil }
+	if unclean.Load() && !lost() {
+		// A subscription that ended with an error while the session is
+		// up was reset by the peer: @moq/lite answers SUBSCRIBE_OK to
+		// any track name and resets the subscription to one it does not
+		// publish, which ends that track and not the broadcast. A
+		// session being cut may fail its streams a moment before its
+		// end shows, so an error counts as a reset only once the
+		// session outlived it by EndLinger.
+		select {
+		case <-c.ctx.Done():
+		case <-ss.ctx.Done():
+		case <-time.After(c.cfg.EndLinger):
+			unclean.Store(false)
+		}
+	}
 	// A subscription may read as ended when the session was cut under
 	// it; only one that ended while the session is up was ended by
 	// the peer.
-	if ss.ctx.Err() != nil {
+	if lost() {
 		unclean.Store(true)
 	}
 	if !unclean.Load() {
