@@ -45,7 +45,9 @@
 // the groups the test gives it (with the sequences it gives: several
 // groups back to back, one of several frames, one written frame by frame
 // while the other track goes on, sequences skipped, a group after a
-// pause). A moqlite.Client reading the relayed broadcast through the
+// pause), and resetting the server's subscription to a track it does not
+// publish, as @moq/lite must, having answered SUBSCRIBE_OK to it already.
+// A moqlite.Client reading the relayed broadcast through the
 // server is required to get every frame, in order, in the groups and with
 // the sequences @moq/lite sent; and once the Node side closes its
 // Broadcast, or each Track it was asked for, the relayed subscriptions

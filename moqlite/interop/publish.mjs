@@ -17,7 +17,8 @@
 //
 // stdout, one JSON object a line:
 //   {"ev": "connected", "version"}   the session is up, the broadcast published
-//   {"ev": "requested", "track"}     the peer subscribed to the track
+//   {"ev": "requested", "track"}     the peer subscribed to one of the tracks
+//                                    (a subscription to another is reset)
 //   {"ev": "done"}                   a command was carried out
 //   {"ev": "error", "message"}       anything thrown
 import "./shim.mjs";
@@ -74,6 +75,7 @@ const open = new Map(); // name: [Group] of the group left open
 		if (!req) return;
 		const subs = subscribers.get(req.track.name);
 		if (!subs) {
+			// SUBSCRIBE_OK is already sent: an error resets the subscription.
 			req.track.close(new Error(`no track ${req.track.name}`));
 			continue;
 		}

@@ -116,7 +116,11 @@ func testNodePublishes(t *testing.T, argv []string, framing, protocol, version, 
 	)
 	tracks := []string{"a.json", "b.json"}
 	srv := moqlite.NewServer(moqlite.ServerConfig{
-		Ingest: &moqlite.IngestConfig{Prefix: prefix, Tracks: tracks},
+		// The server also asks for a track the Node side does not
+		// publish, which @moq/lite can refuse only by resetting the
+		// subscription after SUBSCRIBE_OK: that track ends, not the
+		// broadcast.
+		Ingest: &moqlite.IngestConfig{Prefix: prefix, Tracks: append(tracks[:len(tracks):len(tracks)], "absent.json")},
 	})
 	mux := http.NewServeMux()
 	mux.Handle("/moq", srv.WebSocketHandler())
