@@ -51,7 +51,11 @@
 // server is required to get every frame, in order, in the groups and with
 // the sequences @moq/lite sent; and once the Node side closes its
 // Broadcast, or each Track it was asked for, the relayed subscriptions
-// end after the final frames and the broadcast is unannounced.
+// end after the final frames and the broadcast is unannounced. With
+// Ingest at its defaults, real stats frames (a Stats' groups, as its
+// Server numbered them) published by @moq/lite reach a follow.Cluster on
+// the server: the Aggregator's totals are the traffic counted, and the
+// node's tracks end once the Node side closes its broadcast.
 //
 // # Running
 //

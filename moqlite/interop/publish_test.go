@@ -13,7 +13,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/moqstats/moqstats"
+	"github.com/moqstats/moqstats/consumer"
 	"github.com/moqstats/moqstats/moqlite"
+	"github.com/moqstats/moqstats/moqlite/follow"
+	"github.com/moqstats/moqstats/moqlite/transport"
 	"github.com/moqstats/moqstats/moqlite/wsconn"
 )
 
@@ -147,20 +151,7 @@ func testNodePublishes(t *testing.T, argv []string, framing, protocol, version, 
 		t.Fatal(err)
 	}
 
-	node := startNode(t, argv, "publish.mjs")
-	node.send(map[string]any{"url": url, "framing": framing, "protocol": protocol, "broadcast": broadcast, "tracks": tracks})
-	if got := node.expect("connected").Version; got != version {
-		t.Fatalf("@moq/lite negotiated %q, want %q", got, version)
-	}
-	requested := map[string]int{}
-	for range tracks {
-		requested[node.expect("requested").Track]++
-	}
-	for _, name := range tracks {
-		if requested[name] != 1 {
-			t.Fatalf("the server subscribed %v, want each of %q once", requested, tracks)
-		}
-	}
+	node := startPublisher(t, argv, url, framing, protocol, version, broadcast, tracks)
 
 	// The relayed broadcast is announced once the server holds its
 	// subscriptions; the reader's are in place before any group.
@@ -284,6 +275,27 @@ func testNodePublishes(t *testing.T, argv []string, framing, protocol, version, 
 	node.expect("done")
 }
 
+// startPublisher runs publish.mjs, publishing broadcast with tracks at
+// url, and returns once the server subscribed to each track.
+func startPublisher(t *testing.T, argv []string, url, framing, protocol, version, broadcast string, tracks []string) *nodeProc {
+	t.Helper()
+	node := startNode(t, argv, "publish.mjs")
+	node.send(map[string]any{"url": url, "framing": framing, "protocol": protocol, "broadcast": broadcast, "tracks": tracks})
+	if got := node.expect("connected").Version; got != version {
+		t.Fatalf("@moq/lite negotiated %q, want %q", got, version)
+	}
+	requested := map[string]int{}
+	for range tracks {
+		requested[node.expect("requested").Track]++
+	}
+	for _, name := range tracks {
+		if requested[name] != 1 {
+			t.Fatalf("the server subscribed %v, want each of %q once", requested, tracks)
+		}
+	}
+	return node
+}
+
 func dump(gs []sentGroup) string {
 	var b strings.Builder
 	for _, g := range gs {
@@ -294,4 +306,117 @@ func dump(gs []sentGroup) string {
 		b.WriteByte('\n')
 	}
 	return b.String()
+}
+
+// Stats frames published by @moq/lite into a Server with Ingest at its
+// defaults (every plain track and its ".z" sibling, which the Node side
+// does not publish and so refuses) reach a follow.Cluster on that server:
+// its Aggregator's totals for the node are the traffic the frames counted,
+// and once the Node side closes its broadcast, the node's tracks end.
+func TestNodePublishedStatsReachAFollower(t *testing.T) {
+	argv := requireNode(t)
+	// The framings and versions are TestNodePublishesIntoTheServer's
+	// concern; here the two ends of the list.
+	for _, c := range []int{0, len(cases) - 1} {
+		c := cases[c]
+		t.Run(c.framing+"/"+strings.TrimPrefix(c.version, "moq-"), func(t *testing.T) {
+			t.Parallel()
+			testStatsToFollower(t, argv, c.framing, c.protocol, c.version)
+		})
+	}
+}
+
+func testStatsToFollower(t *testing.T, argv []string, framing, protocol, version string) {
+	// The frames: a node's Stats, its groups recorded as written.
+	rec := &tee{srv: moqlite.NewServer(moqlite.ServerConfig{}), written: map[string][][][]byte{}}
+	t.Cleanup(func() { rec.srv.Close() })
+	stats, err := moqstats.New(moqstats.Config{Origin: rec, Node: "js", Interval: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { stats.Close() })
+	track := stats.Tier(moqstats.External).Broadcast("live/a").PublisherTrack("video")
+	var want consumer.Traffic
+	for i := range uint64(5) {
+		track.Bytes(100 * (i + 1))
+		track.Frame()
+		want.Bytes += 100 * (i + 1)
+		want.Frames++
+		if i%2 == 0 {
+			track.Group()
+			want.Groups++
+		}
+		if err := stats.Flush(); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	srv := moqlite.NewServer(moqlite.ServerConfig{Ingest: &moqlite.IngestConfig{}})
+	hs := httptest.NewServer(srv.WebSocketHandler())
+	t.Cleanup(hs.Close)
+	t.Cleanup(func() { srv.Close() })
+	url := "ws" + strings.TrimPrefix(hs.URL, "http") + "/"
+
+	agg, err := consumer.New(consumer.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	followed := make(chan error, 1)
+	go func() {
+		followed <- follow.Cluster(ctx, agg, func(ctx context.Context) (transport.Session, error) {
+			return wsconn.Dial(ctx, url, wsconn.Config{Protocols: []string{"moq-lite-04"}}, nil)
+		}, follow.Options{MinBackoff: 5 * time.Millisecond, MaxBackoff: 50 * time.Millisecond})
+	}()
+	t.Cleanup(func() {
+		cancel()
+		<-followed
+	})
+
+	node := startPublisher(t, argv, url, framing, protocol, version, stats.Path(), stats.Tracks())
+	for _, name := range stats.Tracks() {
+		for seq, frames := range rec.groups(name) {
+			// The sequences the node's Server gave them, from 0.
+			node.send(map[string]any{"op": "group", "track": name, "sequence": seq, "frames": frames})
+			node.expect("done")
+		}
+	}
+
+	// row is the node's publisher row for live/a, and whether its track
+	// ended.
+	row := func() (consumer.Traffic, bool) {
+		v := agg.View(time.Now())
+		var total consumer.Traffic
+		for _, r := range v.Broadcasts {
+			if r.Node == "js" && r.Broadcast == "live/a" && r.Track.Name() == moqstats.TrackPublisher {
+				total = r.Total
+			}
+		}
+		for _, tr := range v.Tracks {
+			if tr.Node == "js" && tr.Track.Name() == moqstats.TrackPublisher {
+				return total, tr.Ended
+			}
+		}
+		return total, false
+	}
+	waitFor := func(what string, ok func() bool) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for !ok() {
+			if time.Now().After(deadline) {
+				got, ended := row()
+				t.Fatalf("%s: the follower has %+v (ended %v), want %+v\nnode's stderr:\n%s", what, got, ended, want, node.stderr)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	same := func(got consumer.Traffic) bool {
+		return got.Bytes == want.Bytes && got.Frames == want.Frames && got.Groups == want.Groups
+	}
+	waitFor("the frames published", func() bool { got, _ := row(); return same(got) })
+	node.send(map[string]string{"op": "closeBroadcast"})
+	node.expect("done")
+	waitFor("the broadcast closed", func() bool { got, ended := row(); return ended && same(got) })
+	node.send(map[string]string{"op": "exit"})
+	node.expect("done")
 }
