@@ -23,7 +23,13 @@ import (
 // sees every loss upstream as a skip (a consumer's Gap), never as a whole
 // group. The relayed broadcast ends once every track's subscription to the
 // peer ended, after its final frames, when the peer closes its broadcast or
-// the session ends.
+// the session ends; a subscription the peer resets while the session stays
+// up ends its track only (@moq/lite resets one to a track it does not
+// publish). A peer's unannounce ends its subscriptions too, once
+// no group stream has arrived for ClientConfig.EndLinger's default: a
+// publisher may stop announcing a broadcast and leave the subscriptions
+// to it open (@moq/lite does when an application closes its Broadcast and
+// not the Tracks it was asked for).
 type IngestConfig struct {
 	// Prefix is what the server asks each peer to announce; "" means
 	// moqstats.DefaultPrefix. Only broadcasts under it are relayed.
@@ -78,36 +84,48 @@ func (ss *session) ingest(c *Client) {
 		return
 	}
 	defer interest.Close()
-	relays := map[string]chan struct{}{} // path: closed when its relay ended
+	relays := map[string]*relayRun{} // by path, the relay of its latest announce
 	for {
 		a, err := interest.Next(ss.ctx)
 		if err != nil {
 			return
 		}
+		prev := relays[a.Path]
 		if !a.Active {
-			// Its subscriptions end on their own, after its final frames.
+			// Its subscriptions end, after its final frames.
+			if prev != nil && !prev.ended {
+				prev.ended = true
+				close(prev.unannounced)
+			}
 			continue
 		}
-		prev := relays[a.Path]
-		done := make(chan struct{})
-		relays[a.Path] = done
+		run := &relayRun{done: make(chan struct{}), unannounced: make(chan struct{})}
+		relays[a.Path] = run
 		go func() {
-			defer close(done)
+			defer close(run.done)
 			if prev != nil {
 				// The peer announced the path again: the previous
 				// broadcast's relay ends first (its final frames), so
 				// the path is free to publish.
 				select {
-				case <-prev:
+				case <-prev.done:
 				case <-ss.ctx.Done():
 					return
 				}
 			}
-			if err := ss.relay(c, a.Path, cfg); err != nil {
+			if err := ss.relay(c, a.Path, cfg, run.unannounced); err != nil {
 				ss.srv.log.Debug("moqlite: ingest refused a broadcast", "path", a.Path, "err", err)
 			}
 		}()
 	}
+}
+
+// relayRun is the relay of one announce of a path. Only ingest's loop
+// touches ended.
+type relayRun struct {
+	done        chan struct{} // closed when the relay ended
+	unannounced chan struct{} // closed when the peer unannounced the path
+	ended       bool          // unannounced is closed
 }
 
 // relayed is a broadcast relayed from a peer, kept across its sessions.
@@ -131,8 +149,9 @@ type relayState struct {
 }
 
 // relay publishes the peer's broadcast at path as the server's own until
-// its subscriptions end.
-func (ss *session) relay(c *Client, path string, cfg IngestConfig) error {
+// its subscriptions end, which they do once the peer ends them or
+// unannounced is closed.
+func (ss *session) relay(c *Client, path string, cfg IngestConfig, unannounced <-chan struct{}) error {
 	srv := ss.srv
 	refused := &srv.stats.broadcastsRefused
 	if err := srv.authorize(ss.info, Request{Action: ActionPublish, Path: path}); err != nil {
@@ -173,6 +192,24 @@ func (ss *session) relay(c *Client, path string, cfg IngestConfig) error {
 	if len(names) == 0 {
 		return fmt.Errorf("%w: %q publishes none of the tracks ingested", ErrNotFound, path)
 	}
+	stop := make(chan struct{})
+	defer close(stop)
+	go func() {
+		select {
+		case <-unannounced:
+		case <-stop:
+			return
+		}
+		// The peer no longer publishes the broadcast: each subscription
+		// ends as if the peer had ended it, once the group streams sent
+		// before the unannounce are in (streams are independent, so
+		// they may arrive after it).
+		for _, sub := range subs {
+			if sub != nil {
+				go sub.lingerEnd(c.cfg.EndLinger)
+			}
+		}
+	}()
 	r, err := srv.attachRelay(path, names)
 	if err != nil {
 		refused.Add(1)
@@ -191,10 +228,28 @@ func (ss *session) relay(c *Client, path string, cfg IngestConfig) error {
 		})
 	}
 	wg.Wait()
+	// c.ctx is the transport's own, which ends with it; ss.ctx follows a
+	// moment later.
+	lost := func() bool { return c.ctx.Err() != nil || ss.ctx.Err() != nil }
+	if unclean.Load() && !lost() {
+		// A subscription that ended with an error while the session is
+		// up was reset by the peer: @moq/lite answers SUBSCRIBE_OK to
+		// any track name and resets the subscription to one it does not
+		// publish, which ends that track and not the broadcast. A
+		// session being cut may fail its streams a moment before its
+		// end shows, so an error counts as a reset only once the
+		// session outlived it by EndLinger.
+		select {
+		case <-c.ctx.Done():
+		case <-ss.ctx.Done():
+		case <-time.After(c.cfg.EndLinger):
+			unclean.Store(false)
+		}
+	}
 	// A subscription may read as ended when the session was cut under
 	// it; only one that ended while the session is up was ended by
 	// the peer.
-	if ss.ctx.Err() != nil {
+	if lost() {
 		unclean.Store(true)
 	}
 	if !unclean.Load() {

@@ -1,6 +1,7 @@
 package moqlite_test
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -11,6 +12,8 @@ import (
 
 	"github.com/moqstats/moqstats/moqlite"
 	"github.com/moqstats/moqstats/moqlite/internal/memconn"
+	"github.com/moqstats/moqstats/moqlite/internal/wire"
+	"github.com/moqstats/moqstats/moqlite/transport"
 )
 
 // publishInto dials agg from a client that publishes pub's broadcasts, on
@@ -226,5 +229,188 @@ func TestIngestOutlivesALostSession(t *testing.T) {
 	}
 	if g, err := sub.NextGroup(ctx); err != io.EOF {
 		t.Fatalf("after Linger: group %v, %v; want the subscription's end", g, err)
+	}
+}
+
+// jsPeer is a publishing peer that speaks lite-04 as @moq/lite does: it
+// announces n/x to the server's announce interest and answers each of the
+// server's subscriptions with SUBSCRIBE_OK, whatever the track; the test
+// resets the one to a track it does not publish (as an application does
+// by closing the Track it was asked for with an error).
+type jsPeer struct {
+	t        *testing.T
+	sess     *memconn.Session
+	f        wire.Features
+	announce chan transport.BidiStream
+	subs     chan jsSub
+}
+
+type jsSub struct {
+	track  string
+	id     uint64
+	stream transport.BidiStream
+}
+
+func newJSPeer(t *testing.T, ctx context.Context, agg *moqlite.Server) *jsPeer {
+	const proto = "moq-lite-04"
+	f, _, _ := wire.ByProtocol(proto)
+	cs, ss := memconn.Pair(ctx, proto)
+	go agg.ServeSession(ctx, ss, moqlite.ConnInfo{Transport: "memconn"})
+	p := &jsPeer{t: t, sess: cs, f: f, announce: make(chan transport.BidiStream, 1), subs: make(chan jsSub, 16)}
+	go func() {
+		for {
+			st, err := cs.AcceptBidi(ctx)
+			if err != nil {
+				return
+			}
+			br := bufio.NewReader(st)
+			typ, err := wire.ReadVarint(br)
+			if err != nil {
+				return
+			}
+			body, err := wire.ReadMessage(br, wire.MaxMessage)
+			if err != nil {
+				return
+			}
+			switch wire.StreamType(typ) {
+			case wire.StreamAnnounce:
+				st.Write(wire.AppendMessage(nil, wire.AppendAnnounce(nil, wire.Announce{Active: true, Suffix: "x"}, f)))
+				p.announce <- st
+			case wire.StreamSubscribe:
+				m, err := wire.ParseSubscribe(body, f)
+				if err != nil {
+					st.Reset(moqlite.CodeProtocol)
+					continue
+				}
+				st.Write(wire.AppendSubscribeOk(nil, wire.SubscribeOk{}, f))
+				p.subs <- jsSub{track: m.Track, id: m.ID, stream: st}
+			}
+		}
+	}()
+	return p
+}
+
+// subscribed waits for the server's n subscriptions, and returns them by
+// track.
+func (p *jsPeer) subscribed(ctx context.Context, n int) map[string]jsSub {
+	p.t.Helper()
+	subs := map[string]jsSub{}
+	for len(subs) < n {
+		select {
+		case s := <-p.subs:
+			subs[s.track] = s
+		case <-ctx.Done():
+			p.t.Fatalf("the server made %d subscriptions to the peer, want %d", len(subs), n)
+		}
+	}
+	return subs
+}
+
+// group sends a whole group on the subscription.
+func (p *jsPeer) group(ctx context.Context, s jsSub, seq uint64, frames ...string) {
+	p.t.Helper()
+	g, err := p.sess.OpenUni(ctx)
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	out := wire.AppendGroupStream(nil, wire.Group{Subscribe: s.id, Sequence: seq})
+	for _, frame := range frames {
+		out = append(wire.AppendFrameHeader(out, len(frame)), frame...)
+	}
+	g.Write(out)
+	g.Close()
+}
+
+// unannounce ends n/x on the announce stream.
+func (p *jsPeer) unannounce() {
+	(<-p.announce).Write(wire.AppendMessage(nil, wire.AppendAnnounce(nil, wire.Announce{Active: false, Suffix: "x"}, p.f)))
+}
+
+// readAll reads a subscription's groups until it ends, failing on any
+// other end than io.EOF.
+func readAll(t *testing.T, ctx context.Context, sub *moqlite.Subscription, why string) map[uint64][]string {
+	t.Helper()
+	got := map[uint64][]string{}
+	for {
+		g, err := sub.NextGroup(ctx)
+		if err == io.EOF {
+			return got
+		}
+		if err != nil {
+			t.Fatalf("the relayed subscription, after %v: %v; want its end %s", got, err, why)
+		}
+		frames, _ := readGroup(ctx, g)
+		for _, f := range frames {
+			got[g.Sequence] = append(got[g.Sequence], string(f))
+		}
+	}
+}
+
+// A peer that ends its broadcast by unannouncing it alone, leaving the
+// server's subscriptions to it open (as @moq/lite does when an
+// application closes its Broadcast but not the Tracks it was asked for),
+// still ends the relay: each relayed subscription ends after the groups
+// sent before the unannounce, and the relayed broadcast is unannounced.
+func TestIngestEndsTheRelayWhenThePeerUnannounces(t *testing.T) {
+	agg := moqlite.NewServer(moqlite.ServerConfig{Ingest: &moqlite.IngestConfig{Prefix: "n", Tracks: []string{"t"}}})
+	defer agg.Close()
+	ctx := timeout(t, 10*time.Second)
+	peer := newJSPeer(t, ctx, agg)
+	reader, _, _ := connect(t, agg, "moq-lite-04")
+	ann, err := reader.Announced("n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a, err := ann.Next(ctx); err != nil || a.Path != "n/x" || !a.Active {
+		t.Fatalf("announce %+v, %v; want n/x active", a, err)
+	}
+	sub, err := reader.Subscribe("n/x", "t")
+	if err != nil {
+		t.Fatal(err)
+	}
+	peer.group(ctx, peer.subscribed(ctx, 1)["t"], 4, "f0", "f1")
+	peer.unannounce() // and the subscription left open
+
+	got := readAll(t, ctx, sub, "after the peer's unannounce")
+	if want := map[uint64][]string{4: {"f0", "f1"}}; !reflect.DeepEqual(got, want) {
+		t.Fatalf("relayed groups %v, want %v", got, want)
+	}
+	if a, err := ann.Next(ctx); err != nil || a.Path != "n/x" || a.Active {
+		t.Fatalf("announce %+v, %v; want n/x ended", a, err)
+	}
+}
+
+// A subscription the peer resets while its session stays up (how
+// @moq/lite refuses a track it does not publish, after SUBSCRIBE_OK) ends
+// that track, not the session: once the peer ends its other tracks, the
+// relayed broadcast ends at once, not after Linger as for a lost session.
+func TestIngestTakesAResetSubscriptionForATrackEnded(t *testing.T) {
+	agg := moqlite.NewServer(moqlite.ServerConfig{Ingest: &moqlite.IngestConfig{Prefix: "n", Tracks: []string{"t", "absent"}, Linger: time.Minute}})
+	defer agg.Close()
+	ctx := timeout(t, 10*time.Second)
+	peer := newJSPeer(t, ctx, agg)
+	reader, _, _ := connect(t, agg, "moq-lite-04")
+	ann, err := reader.Announced("n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a, err := ann.Next(ctx); err != nil || a.Path != "n/x" || !a.Active {
+		t.Fatalf("announce %+v, %v; want n/x active", a, err)
+	}
+	sub, err := reader.Subscribe("n/x", "t")
+	if err != nil {
+		t.Fatal(err)
+	}
+	subs := peer.subscribed(ctx, 2)
+	peer.group(ctx, subs["t"], 0, "f0")
+	subs["absent"].stream.Reset(moqlite.CodeNotFound)
+	subs["t"].stream.Close() // the peer ends its track
+
+	got := readAll(t, ctx, sub, "once the peer ended its only track")
+	if want := map[uint64][]string{0: {"f0"}}; !reflect.DeepEqual(got, want) {
+		t.Fatalf("relayed groups %v, want %v", got, want)
+	}
+	if a, err := ann.Next(ctx); err != nil || a.Path != "n/x" || a.Active {
+		t.Fatalf("announce %+v, %v; want n/x ended", a, err)
 	}
 }

@@ -3,7 +3,7 @@
 // there (@moq/web-transport-ws and @moq/qmux), on every moq-lite version
 // (lite-02 by SETUP, lite-03, lite-04), at the versions package-lock.json
 // beside this file pins. It has no API: it is its tests and the Node
-// script they drive (subscribe.mjs).
+// scripts they drive (subscribe.mjs, publish.mjs).
 //
 // # What it checks
 //
@@ -37,13 +37,34 @@
 // a second at the close, and a peer that lags past the linger still loses
 // the groups it had not reached.
 //
+// # Publishing into a server
+//
+// The other way round, @moq/lite publishes: a moqlite.Server with
+// ServerConfig.Ingest serves WebSocket, and for each framing and version
+// one Node process publishes a broadcast with two JSON tracks, writing
+// the groups the test gives it (with the sequences it gives: several
+// groups back to back, one of several frames, one written frame by frame
+// while the other track goes on, sequences skipped, a group after a
+// pause), and resetting the server's subscription to a track it does not
+// publish, as @moq/lite must, having answered SUBSCRIBE_OK to it already.
+// A moqlite.Client reading the relayed broadcast through the
+// server is required to get every frame, in order, in the groups and with
+// the sequences @moq/lite sent; and once the Node side closes its
+// Broadcast, or each Track it was asked for, the relayed subscriptions
+// end after the final frames and the broadcast is unannounced. With
+// Ingest at its defaults, real stats frames (a Stats' groups, as its
+// Server numbered them) published by @moq/lite reach a follow.Cluster on
+// the server: the Aggregator's totals are the traffic counted, and the
+// node's tracks end once the Node side closes its broadcast.
+//
 // # Running
 //
 // The tests run under go test ./... in the moqlite module, so make test
 // runs them. They need node and the packages in node_modules here,
 // installed from the committed lockfile by bash .ci/install-interop.
 // Without node or node_modules they skip, saying so, unless the
-// environment variable CI is set: then they fail. Node 22 has WebSocket
-// and Promise.withResolvers; on Node 20 the tests pass
-// --experimental-websocket and shim.mjs adds Promise.withResolvers.
+// environment variable CI is set: then they fail. Node 22 has WebSocket,
+// Promise.withResolvers and the Set methods; on Node 20 the tests pass
+// --experimental-websocket and shim.mjs adds Promise.withResolvers and
+// Set.prototype.difference.
 package interop

@@ -120,11 +120,12 @@ func lockedVersions() (map[string]string, error) {
 	return out, nil
 }
 
-// event is one line subscribe.mjs writes.
+// event is one line subscribe.mjs or publish.mjs writes.
 type event struct {
 	Ev          string
 	Version     string
 	Message     string
+	Track       string // publish.mjs: the track a "requested" is for
 	Unannounced bool
 	// Subs["early" or "late"][track] is every group received, in order.
 	Subs map[string]map[string][]jsGroup

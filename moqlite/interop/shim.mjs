@@ -1,5 +1,7 @@
-// Node 20 lacks Promise.withResolvers (new in Node 22), which @moq/qmux
-// and @moq/lite call; imported first, this adds it where it is missing.
+// Node 20 lacks Promise.withResolvers and Set.prototype.difference (new
+// in Node 22), which @moq/qmux and @moq/lite call (the latter when a
+// published broadcast ends); imported first, this adds them where they
+// are missing.
 if (typeof Promise.withResolvers !== "function") {
 	Promise.withResolvers = function withResolvers() {
 		let resolve;
@@ -10,4 +12,17 @@ if (typeof Promise.withResolvers !== "function") {
 		});
 		return { promise, resolve, reject };
 	};
+}
+
+if (typeof Set.prototype.difference !== "function") {
+	// Set.prototype.difference is not enumerable where Node has it.
+	Object.defineProperty(Set.prototype, "difference", {
+		configurable: true,
+		writable: true,
+		value: function difference(other) {
+			const out = new Set();
+			for (const v of this) if (!other.has(v)) out.add(v);
+			return out;
+		},
+	});
 }
