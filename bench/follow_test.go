@@ -367,7 +367,8 @@ const followerDeadline = 20 * time.Second
 //     measured);
 //   - "check": answers "check applied=A counted=C errors=E": the frames
 //     the Aggregator applied and the frames taken since ready, and the
-//     errors Cluster reported.
+//     errors Cluster reported since (before, subscriptions the server
+//     refused for a moment and Cluster made again).
 //
 // It returns the exit code when stdin closes.
 func followProcess(url string) int {
@@ -463,7 +464,7 @@ func followProcess(url string) int {
 		time.Sleep(100 * time.Millisecond)
 	}
 	_, applied0 := applied()
-	taken0 := taken.Load()
+	taken0, errs0 := taken.Load(), errs.Load()
 	fmt.Printf("ready heap=%d goroutines=%d\n", int64(heapInUse())-int64(heap0), runtime.NumGoroutine()-g0)
 
 	cpu0, _ := processCPU()
@@ -497,7 +498,7 @@ func followProcess(url string) int {
 			fmt.Printf("done cpu=%d\n", ns)
 		case "check":
 			_, frames := applied()
-			fmt.Printf("check applied=%d counted=%d errors=%d\n", frames-applied0, taken.Load()-taken0, errs.Load())
+			fmt.Printf("check applied=%d counted=%d errors=%d\n", frames-applied0, taken.Load()-taken0, errs.Load()-errs0)
 		default:
 			return fail(fmt.Errorf("unknown command %q", in.Text()))
 		}
