@@ -3,6 +3,7 @@ package bench
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -41,6 +42,9 @@ const (
 	// the follower process write a CPU profile of its whole run there.
 	// Run a single sub-benchmark with it: each writes the same file.
 	envFollowCPUProfile = "FOLLOWBENCH_CPUPROFILE"
+	// FOLLOWBENCH_DUMP makes a follower that gives up waiting print its
+	// goroutines' stacks, which show where the frames stopped.
+	envFollowDump = "FOLLOWBENCH_DUMP"
 )
 
 // followKeys is how many broadcasts each node counts: a small edge
@@ -75,13 +79,18 @@ func followNodeCounts() []int {
 //   - follower-cpu-ns/frame: the follower process's own CPU time (user
 //     and system, Linux), per frame; follower-cores is that CPU time over
 //     the wall time, the cores the follower kept busy.
+//   - setup-refusals: the subscriptions the server refused (its bound
+//     on a session's streams not yet read) and Cluster made again while
+//     it subscribed to every track at once.
 //   - B/node and goroutines/node: the follower process's live heap
 //     (after runtime.GC) and goroutines once it follows every node and
 //     has applied a frame on every track, over what it held before it
 //     dialed, divided by N.
 //
 // After the run the follower checks that its Aggregator applied exactly
-// the frames it counted, with no error, or the benchmark fails. Run it
+// the frames it counted, with no error, or the benchmark fails; gaps/op
+// is the Gaps reported meanwhile (a group whose stream ended before the
+// group did), each of which also counted as a frame taken. Run it
 // with a fixed count (-benchtime 20x): the setup is not timed and a
 // time-based benchtime would repeat it.
 func BenchmarkFollowCluster(b *testing.B) {
@@ -128,7 +137,7 @@ func benchmarkFollowCluster(b *testing.B, nodes int, compressed bool) {
 		ops++
 	}
 	b.StopTimer()
-	f.check(b)
+	gaps := f.check(b)
 	b.ReportMetric(float64(frames)/wall.Seconds(), "frames/s")
 	b.ReportMetric(float64(wall.Nanoseconds())/float64(frames), "ns/frame")
 	b.ReportMetric(float64(flushWall.Nanoseconds())/float64(ops), "flush-ns/op")
@@ -136,6 +145,8 @@ func benchmarkFollowCluster(b *testing.B, nodes int, compressed bool) {
 		b.ReportMetric(float64(cpu.Nanoseconds())/float64(frames), "follower-cpu-ns/frame")
 		b.ReportMetric(float64(cpu)/float64(wall), "follower-cores")
 	}
+	b.ReportMetric(float64(gaps)/float64(ops), "gaps/op")
+	b.ReportMetric(f.refusals, "setup-refusals")
 	b.ReportMetric(f.heap/float64(nodes), "B/node")
 	b.ReportMetric(f.goroutines/float64(nodes), "goroutines/node")
 }
@@ -159,12 +170,14 @@ func newFollowRig(tb testing.TB, nodes int, compressed bool) *followRig {
 	// two cores a session can wait long for its turn. The follower's one
 	// session holds a subscription, a bidi stream, on each of six tracks
 	// per node: past the default MaxSubscriptions and MaxIncomingStreams
-	// (256 each) from 43 nodes on.
+	// (256 each) from 43 nodes on. The streams allowance is twice that:
+	// a subscription refused for a moment (follow retries it) takes a
+	// stream too, and one the allowance is short of waits to open.
 	r := &followRig{srv: moqlite.NewServer(moqlite.ServerConfig{
 		MaxSessions: 1 << 14, MaxSubscriptions: 6*nodes + 16,
 		WriteTimeout: time.Minute, CloseTimeout: 10 * time.Second,
 	})}
-	r.hs = httptest.NewServer(r.srv.WebSocketHandlerWith(wsconn.Config{IdleTimeout: -1, MaxIncomingStreams: uint64(6*nodes + 64)}))
+	r.hs = httptest.NewServer(r.srv.WebSocketHandlerWith(wsconn.Config{IdleTimeout: -1, MaxIncomingStreams: uint64(12*nodes + 256)}))
 	r.url = "ws" + strings.TrimPrefix(r.hs.URL, "http") + "/"
 	tb.Cleanup(r.close)
 	origin := &countOrigin{origin: r.srv, compressed: compressed, n: &r.written}
@@ -264,10 +277,12 @@ func (b *countBroadcast) AppendFrame(track string, frame []byte) error {
 // its stdin and stdout, one line each way per command.
 type follower struct {
 	cmd        *exec.Cmd
+	srv        *moqlite.Server
 	stdin      io.WriteCloser
 	stdout     *bufio.Reader
 	heap       float64 // what it reported once it followed every node
 	goroutines float64
+	refusals   float64 // subscriptions refused, and made again, by then
 }
 
 func startFollower(tb testing.TB, srv *moqlite.Server, url string, nodes int, compressed bool) *follower {
@@ -289,7 +304,7 @@ func startFollower(tb testing.TB, srv *moqlite.Server, url string, nodes int, co
 	if err := cmd.Start(); err != nil {
 		tb.Fatal(err)
 	}
-	f := &follower{cmd: cmd, stdin: stdin, stdout: bufio.NewReader(stdout)}
+	f := &follower{cmd: cmd, srv: srv, stdin: stdin, stdout: bufio.NewReader(stdout)}
 	// Registered after the rig's Cleanup, so it runs first: the follower
 	// leaves before the server closes.
 	tb.Cleanup(f.close)
@@ -297,7 +312,7 @@ func startFollower(tb testing.TB, srv *moqlite.Server, url string, nodes int, co
 	if err != nil {
 		tb.Fatalf("follower process: %v (server: %+v)", err, srv.Stats())
 	}
-	if _, err := fmt.Sscanf(line, "ready heap=%g goroutines=%g", &f.heap, &f.goroutines); err != nil {
+	if _, err := fmt.Sscanf(line, "ready heap=%g goroutines=%g refusals=%g", &f.heap, &f.goroutines, &f.refusals); err != nil {
 		tb.Fatalf("follower process said %q: %v", line, err)
 	}
 	return f
@@ -320,7 +335,10 @@ func (f *follower) wait(tb testing.TB, n int64) (cpu time.Duration, ok bool) {
 	if _, err := fmt.Fprintf(f.stdin, "wait %d\n", n); err != nil {
 		tb.Fatalf("follower process: %v", err)
 	}
-	line := f.read(tb)
+	line, err := f.stdout.ReadString('\n')
+	if err != nil {
+		tb.Fatalf("follower process: %v (server: %+v)", err, f.srv.Stats())
+	}
 	var ns int64
 	if _, err := fmt.Sscanf(line, "done cpu=%d", &ns); err != nil {
 		tb.Fatalf("follower process said %q: %v", line, err)
@@ -329,20 +347,23 @@ func (f *follower) wait(tb testing.TB, n int64) (cpu time.Duration, ok bool) {
 }
 
 // check fails tb unless the follower's Aggregator applied every frame the
-// follower counted since it was ready, with no error reported.
-func (f *follower) check(tb testing.TB) {
+// follower counted since it was ready, with no error reported, and
+// returns the Gaps it reported since: a group whose stream ended before
+// the group did (follow stamps those with Options.Now too).
+func (f *follower) check(tb testing.TB) (gaps int64) {
 	tb.Helper()
 	if _, err := fmt.Fprintln(f.stdin, "check"); err != nil {
 		tb.Fatalf("follower process: %v", err)
 	}
 	line := f.read(tb)
 	var applied, counted, errs int64
-	if _, err := fmt.Sscanf(line, "check applied=%d counted=%d errors=%d", &applied, &counted, &errs); err != nil {
+	if _, err := fmt.Sscanf(line, "check applied=%d gaps=%d counted=%d errors=%d", &applied, &gaps, &counted, &errs); err != nil {
 		tb.Fatalf("follower process said %q: %v", line, err)
 	}
-	if applied != counted || errs != 0 {
-		tb.Fatalf("the follower applied %d frames of the %d it took, with %d errors", applied, counted, errs)
+	if applied+gaps != counted || errs != 0 {
+		tb.Fatalf("the follower applied %d frames and %d gaps of the %d it stamped, with %d errors", applied, gaps, counted, errs)
 	}
+	return gaps
 }
 
 func (f *follower) close() {
@@ -359,15 +380,17 @@ const followerDeadline = 20 * time.Second
 // followProcess follows the cluster the environment names and answers
 // the benchmark's commands on stdin:
 //
-//   - first, unasked, "ready heap=H goroutines=G" once every node's six
-//     tracks have had a frame applied and no more frames come: what the
-//     process holds over what it held before it dialed;
+//   - first, unasked, "ready heap=H goroutines=G refusals=R" once every
+//     node's six tracks have had a frame applied and no more frames
+//     come: what the process holds over what it held before it dialed,
+//     and the subscriptions the server refused on the way;
 //   - "wait N": answers "done cpu=C" once N more frames were taken, C
 //     the process's CPU nanoseconds since the last answer (-1 where not
 //     measured);
-//   - "check": answers "check applied=A counted=C errors=E": the frames
-//     the Aggregator applied and the frames taken since ready, and the
-//     errors Cluster reported since (before, subscriptions the server
+//   - "check": answers "check applied=A gaps=G counted=C errors=E": the
+//     frames and Gaps the Aggregator applied and the stamps taken since
+//     ready, and the
+//     errors Cluster reported but refusals (subscriptions the server
 //     refused for a moment and Cluster made again).
 //
 // It returns the exit code when stdin closes.
@@ -407,7 +430,8 @@ func followProcess(url string) int {
 	// opens and no group is cut, which check confirms).
 	var (
 		taken, target atomic.Int64
-		errs          atomic.Int64
+		errs          atomic.Int64 // but refusals
+		refusals      atomic.Int64
 		reached       = make(chan struct{}, 1)
 	)
 	now := func() time.Time {
@@ -420,12 +444,21 @@ func followProcess(url string) int {
 		return time.Now()
 	}
 	report := func(err error) {
-		if errs.Add(1) <= 5 {
+		// Refusals while subscribing are retried by Cluster, and many
+		// at 1,000 nodes; anything else is worth seeing.
+		if errors.Is(err, moqlite.ErrRefused) {
+			refusals.Add(1)
+		} else if errs.Add(1) <= 20 {
 			fmt.Fprintln(os.Stderr, "follower process:", err)
 		}
 	}
 	dial := func(ctx context.Context) (transport.Session, error) {
-		return wsconn.Dial(ctx, url, wsconn.Config{Protocols: moqlite.Protocols, IdleTimeout: -1}, nil)
+		// A group's stream stays open until its next group, so the
+		// server holds one open toward the follower per track, and
+		// opens the next group's beside it: up to two per track, past
+		// the default MaxIncomingStreams (256) from 22 nodes on, and a
+		// group the server cannot open a stream for waits.
+		return wsconn.Dial(ctx, url, wsconn.Config{Protocols: moqlite.Protocols, IdleTimeout: -1, MaxIncomingStreams: uint64(12*nodes + 256)}, nil)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -437,14 +470,15 @@ func followProcess(url string) int {
 		<-done
 	}()
 
-	applied := func() (tracks int, frames int64) {
+	applied := func() (tracks int, frames, gaps int64) {
 		for _, t := range agg.View(time.Now()).Tracks {
 			if t.Frames > 0 {
 				tracks++
 			}
 			frames += int64(t.Frames)
+			gaps += int64(t.Gaps)
 		}
-		return tracks, frames
+		return tracks, frames, gaps
 	}
 	// Each subscription's Gap is stamped with Options.Now too, so taken
 	// runs ahead of the frames applied: ready waits until every track has
@@ -452,20 +486,23 @@ func followProcess(url string) int {
 	deadline := time.Now().Add(followerDeadline)
 	last := [2]int64{-1, -1}
 	for {
-		tracks, frames := applied()
+		tracks, frames, _ := applied()
 		cur := [2]int64{frames, taken.Load()}
 		if tracks == nodes*len(moqstats.Tracks()) && cur == last {
 			break
 		}
 		last = cur
 		if time.Now().After(deadline) {
+			if os.Getenv(envFollowDump) != "" {
+				pprof.Lookup("goroutine").WriteTo(os.Stderr, 1)
+			}
 			return fail(fmt.Errorf("after %v, %d of %d tracks have frames (%d applied, %d taken)", followerDeadline, tracks, nodes*len(moqstats.Tracks()), frames, taken.Load()))
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	_, applied0 := applied()
-	taken0, errs0 := taken.Load(), errs.Load()
-	fmt.Printf("ready heap=%d goroutines=%d\n", int64(heapInUse())-int64(heap0), runtime.NumGoroutine()-g0)
+	_, applied0, gaps0 := applied()
+	taken0 := taken.Load()
+	fmt.Printf("ready heap=%d goroutines=%d refusals=%d\n", int64(heapInUse())-int64(heap0), runtime.NumGoroutine()-g0, refusals.Load())
 
 	cpu0, _ := processCPU()
 	want := taken0
@@ -485,6 +522,9 @@ func followProcess(url string) int {
 				select {
 				case <-reached:
 				case <-timeout.C:
+					if os.Getenv(envFollowDump) != "" {
+						pprof.Lookup("goroutine").WriteTo(os.Stderr, 1)
+					}
 					return fail(fmt.Errorf("after %v, %d of %d frames taken", followerDeadline, taken.Load()-taken0, want-taken0))
 				}
 			}
@@ -497,8 +537,14 @@ func followProcess(url string) int {
 			cpu0 = cpu
 			fmt.Printf("done cpu=%d\n", ns)
 		case "check":
-			_, frames := applied()
-			fmt.Printf("check applied=%d counted=%d errors=%d\n", frames-applied0, taken.Load()-taken0, errs.Load()-errs0)
+			// A frame is stamped just before it is applied: the last
+			// ones may still be on their way into the Aggregator.
+			_, frames, gaps := applied()
+			for end := time.Now().Add(5 * time.Second); frames-applied0+gaps-gaps0 < taken.Load()-taken0 && time.Now().Before(end); {
+				time.Sleep(10 * time.Millisecond)
+				_, frames, gaps = applied()
+			}
+			fmt.Printf("check applied=%d gaps=%d counted=%d errors=%d\n", frames-applied0, gaps-gaps0, taken.Load()-taken0, errs.Load())
 		default:
 			return fail(fmt.Errorf("unknown command %q", in.Text()))
 		}
