@@ -1,6 +1,6 @@
 GO ?= go
 
-.PHONY: test fmt-check vet actionlint test-race bench-smoke test-arm64 test-arm64-race test-arm64-race-ci test-arm64-race-selfcheck soak fuzz demo bench bench-wire bench-moq profile
+.PHONY: test fmt-check vet actionlint test-race bench-smoke test-arm64 test-arm64-race test-arm64-race-ci test-arm64-race-selfcheck soak fuzz demo bench bench-wire bench-moq bench-follow profile
 
 # The README's test command: formatting, vet, the CI workflow's lint, the
 # race-enabled test suite in both shard-selection builds (procPin by
@@ -135,6 +135,15 @@ bench-moq:
 	cd bench && $(GO) test -run '^$$' -bench '^BenchmarkMoQPass$$' -cpu 2 -benchtime 8x -count $${COUNT:-6} -timeout 60m . | tee out/moq.txt
 	cd bench && $(GO) test -run '^$$' -bench '^BenchmarkMoQSubscriberMemory$$' -cpu 2 -benchtime 1x -count $${COUNT:-6} . | tee -a out/moq.txt
 	cd bench && $(GO) run golang.org/x/perf/cmd/benchstat out/moq.txt
+
+# What following a cluster over moq-lite costs: one follow.Cluster, in a
+# child process, following 10 to 1,000 nodes on one loopback WebSocket
+# server, plain and compressed, COUNT times (default 5); see
+# BenchmarkFollowCluster and BENCHMARKS.md.
+bench-follow:
+	mkdir -p bench/out
+	cd bench && $(GO) test -run '^$$' -bench '^BenchmarkFollowCluster$$' -cpu 2 -benchtime 10x -count $${COUNT:-5} -timeout 60m . | tee out/follow.txt
+	cd bench && $(GO) run golang.org/x/perf/cmd/benchstat out/follow.txt
 
 # CPU and heap profiles of the hot path and of a tick, in bench/out; open
 # one with: go tool pprof -http=:8080 bench/out/bench.test bench/out/tick.cpu.prof

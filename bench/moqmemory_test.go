@@ -25,6 +25,9 @@ func TestMain(m *testing.M) {
 	if url := os.Getenv(envMoQClientURL); url != "" {
 		os.Exit(moqClientProcess(url))
 	}
+	if url := os.Getenv(envFollowURL); url != "" {
+		os.Exit(followProcess(url))
+	}
 	os.Exit(m.Run())
 }
 

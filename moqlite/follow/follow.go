@@ -240,9 +240,9 @@ func followNode(ctx context.Context, agg *consumer.Aggregator, client *moqlite.C
 	var wg sync.WaitGroup
 	for _, plain := range opts.Tracks {
 		wg.Go(func() {
-			name, sub, err := subscribeFlavor(client, path, plain, opts.Compressed)
+			name, sub, err := subscribe(ctx, client, path, node, plain, opts)
 			if err != nil {
-				if !errors.Is(err, moqlite.ErrNotFound) {
+				if !errors.Is(err, moqlite.ErrNotFound) && ctx.Err() == nil {
 					opts.report(fmt.Errorf("follow node %q track %q: %w", node, plain, err))
 				}
 				return
@@ -264,6 +264,36 @@ func followNode(ctx context.Context, agg *consumer.Aggregator, client *moqlite.C
 		})
 	}
 	wg.Wait()
+}
+
+// subscribe subscribes to plain's flavor (subscribeFlavor), and again,
+// with backoff, after any failure but the track's absence, until ctx is
+// done (the session ended): a refusal is a cap reached for now, such as
+// the server's bound on one session's streams still waiting for their
+// first message, which a follower subscribing to every track of many
+// nodes at once overruns for a moment, and it reaches the client as
+// ErrRefused or, when the stream is reset while the request is being
+// written, as the transport's stream error; a request left unanswered
+// past the handshake timeout is the same overload. Given up on, the
+// track would never be followed on this session.
+func subscribe(ctx context.Context, client *moqlite.Client, path, node, plain string, opts *Options) (string, *moqlite.Subscription, error) {
+	delay := opts.MinBackoff
+	for {
+		name, sub, err := subscribeFlavor(client, path, plain, opts.Compressed)
+		if err == nil || errors.Is(err, moqlite.ErrNotFound) || ctx.Err() != nil {
+			return name, sub, err
+		}
+		opts.report(fmt.Errorf("follow node %q track %q: %w; subscribing again", node, plain, err))
+		wait := delay/2 + rand.N(delay/2+1)
+		delay = min(2*delay, opts.MaxBackoff)
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return name, nil, ctx.Err()
+		case <-t.C:
+		}
+	}
 }
 
 // subscribeFlavor subscribes to plain's compressed sibling if compressed

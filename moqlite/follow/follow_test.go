@@ -462,3 +462,84 @@ func testClusterTotals(t *testing.T, transportName string, compressed bool) {
 		}
 	}
 }
+
+// A subscription the server refuses is a cap reached for now (its bound
+// on a session's streams not yet read, hit when a follower subscribes to
+// every track of many nodes at once): Cluster subscribes again until it
+// is let in, so every track is followed, and reports each refusal.
+func TestClusterSubscribesAgainAfterARefusal(t *testing.T) {
+	for _, compressed := range []bool{false, true} {
+		t.Run(fmt.Sprintf("compressed=%v", compressed), func(t *testing.T) {
+			const refusals = 2 // per track
+			var mu sync.Mutex
+			asked := map[string]int{}
+			srv := moqlite.NewServer(moqlite.ServerConfig{Authorize: func(_ moqlite.ConnInfo, req moqlite.Request) error {
+				if req.Action != moqlite.ActionSubscribe {
+					return nil
+				}
+				mu.Lock()
+				defer mu.Unlock()
+				asked[req.Track]++
+				if asked[req.Track] <= refusals {
+					return errors.New("not yet")
+				}
+				return nil
+			}})
+			defer srv.Close()
+			s, err := moqstats.New(moqstats.Config{
+				Origin: srv, Node: "edge/a", Interval: time.Hour, Compressed: compressed,
+				Logger: slog.New(slog.DiscardHandler),
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer s.Close()
+			agg, err := consumer.New(consumer.Config{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			var refused atomic.Int64
+			ctx, cancel := context.WithCancel(context.Background())
+			done := make(chan error, 1)
+			go func() {
+				done <- follow.Cluster(ctx, agg, dialerFor(t, "memconn", srv, &sessions{}), follow.Options{
+					Compressed: compressed, MinBackoff: 5 * time.Millisecond, MaxBackoff: 20 * time.Millisecond,
+					OnError: func(err error) {
+						if errors.Is(err, moqlite.ErrRefused) {
+							refused.Add(1)
+						}
+					},
+				})
+			}()
+			defer func() {
+				cancel()
+				if err := <-done; !errors.Is(err, context.Canceled) {
+					t.Errorf("Cluster returned %v, want context.Canceled", err)
+				}
+			}()
+			deadline := time.Now().Add(30 * time.Second)
+			for {
+				followed := 0
+				for _, tr := range agg.View(time.Now()).Tracks {
+					if tr.Node == "edge/a" && tr.Frames > 0 {
+						followed++
+					}
+				}
+				if followed == len(moqstats.Tracks()) {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("%d of %d tracks followed after 30s (server: %+v)", followed, len(moqstats.Tracks()), srv.Stats())
+				}
+				time.Sleep(5 * time.Millisecond)
+			}
+			want := int64(refusals * len(moqstats.Tracks()))
+			if got := refused.Load(); got != want {
+				t.Errorf("%d refusals reported, want %d", got, want)
+			}
+			if got := srv.Stats().Refusals.Auth; got != uint64(want) {
+				t.Errorf("the server refused %d subscriptions, want %d", got, want)
+			}
+		})
+	}
+}
