@@ -144,6 +144,9 @@ func Cluster(ctx context.Context, agg *consumer.Aggregator, dial Dialer, opts Op
 	}
 }
 
+// maxSubscribing bounds a session's subscriptions awaiting SUBSCRIBE_OK.
+const maxSubscribing = 32
+
 // nodeFollow is the following of one announced broadcast.
 type nodeFollow struct {
 	cancel context.CancelFunc
@@ -164,6 +167,11 @@ func followSession(ctx context.Context, agg *consumer.Aggregator, dial Dialer, p
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	nodes := map[string]*nodeFollow{}
+	// Subscriptions waiting for their answer, per session: a server
+	// refuses streams past a cap of those awaiting their first message
+	// (moqlite's is 64), and a cluster announced at once would open
+	// six per node together.
+	inflight := make(chan struct{}, maxSubscribing)
 	defer func() {
 		// The session ended: what it still delivers is taken until the
 		// followers see the end, then they are cut.
@@ -229,18 +237,18 @@ func followSession(ctx context.Context, agg *consumer.Aggregator, dial Dialer, p
 				}
 				grace.Stop()
 			}
-			followNode(nctx, agg, client, a.Path, node, opts)
+			followNode(nctx, agg, client, inflight, a.Path, node, opts)
 		}()
 	}
 }
 
 // followNode follows every track of one broadcast until each ended or
 // ctx is done.
-func followNode(ctx context.Context, agg *consumer.Aggregator, client *moqlite.Client, path, node string, opts *Options) {
+func followNode(ctx context.Context, agg *consumer.Aggregator, client *moqlite.Client, inflight chan struct{}, path, node string, opts *Options) {
 	var wg sync.WaitGroup
 	for _, plain := range opts.Tracks {
 		wg.Go(func() {
-			name, sub, err := subscribe(ctx, client, path, node, plain, opts)
+			name, sub, err := subscribe(ctx, client, inflight, path, node, plain, opts)
 			if err != nil {
 				if !errors.Is(err, moqlite.ErrNotFound) && ctx.Err() == nil {
 					opts.report(fmt.Errorf("follow node %q track %q: %w", node, plain, err))
@@ -276,10 +284,16 @@ func followNode(ctx context.Context, agg *consumer.Aggregator, client *moqlite.C
 // written, as the transport's stream error; a request left unanswered
 // past the handshake timeout is the same overload. Given up on, the
 // track would never be followed on this session.
-func subscribe(ctx context.Context, client *moqlite.Client, path, node, plain string, opts *Options) (string, *moqlite.Subscription, error) {
+func subscribe(ctx context.Context, client *moqlite.Client, inflight chan struct{}, path, node, plain string, opts *Options) (string, *moqlite.Subscription, error) {
 	delay := opts.MinBackoff
 	for {
+		select {
+		case inflight <- struct{}{}:
+		case <-ctx.Done():
+			return plain, nil, ctx.Err()
+		}
 		name, sub, err := subscribeFlavor(client, path, plain, opts.Compressed)
+		<-inflight
 		if err == nil || errors.Is(err, moqlite.ErrNotFound) || ctx.Err() != nil {
 			return name, sub, err
 		}
