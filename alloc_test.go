@@ -128,3 +128,25 @@ func TestSlotsAndEntriesAreLineAligned(t *testing.T) {
 		}
 	}
 }
+
+// Guards are what churn allocates: each stays in the smallest size class
+// its fields allow, the leak check's state included (one word, no cleanup
+// handle until a guard is registered), and with the check off a track
+// guard carries none of it.
+func TestGuardsStayInTheirSizeClasses(t *testing.T) {
+	want := map[string]uintptr{
+		"TrackGuard":        24,
+		"checkedTrackGuard": 32,
+		"BroadcastGuard":    32,
+		"SubscriptionGuard": 24,
+		"SessionGuard":      16,
+	}
+	for name, size := range moqstats.GuardSizes {
+		if size != want[name] {
+			t.Errorf("%s is %d bytes, want %d", name, size, want[name])
+		}
+	}
+	if size := moqstats.YoungListSize; size%moqstats.LineSize != 0 {
+		t.Errorf("a young list is %d bytes, want a multiple of the %d-byte line so that no two Ps' lists share one", size, moqstats.LineSize)
+	}
+}

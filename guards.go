@@ -2,7 +2,6 @@ package moqstats
 
 import (
 	"runtime"
-	"sync/atomic"
 	"unsafe"
 
 	"github.com/moqstats/moqstats/counters"
@@ -15,16 +14,18 @@ import (
 //
 // Go has no destructors, and a relay that forgets a guard's Close would pin
 // its entry forever and leave it live in every frame. So, unless
-// Config.DisableLeakCheck is set, every guard registers a cleanup with
-// runtime.AddCleanup when it opens: if the guard becomes unreachable while
-// open, the garbage collector runs the cleanup, which makes the guard's
-// closing bumps and unpins exactly as Close would, counts the reclaim in
-// Stats.Leaked and logs it. The cleanup's argument holds what it needs to
-// close (the counters, never the guard), so it does not keep the guard
-// reachable. Close stops the cleanup first: Close holds the guard, so the
-// cleanup cannot have been queued yet, and once stopped it never runs, so
-// a guard is closed once, by Close or by its cleanup, never both. The cost
-// is on guard open and close; bumps do not change.
+// Config.DisableLeakCheck is set, every guard that stays open gets a
+// cleanup registered with runtime.AddCleanup: if the guard becomes
+// unreachable while open, the garbage collector runs the cleanup, which
+// makes the guard's closing bumps and unpins exactly as Close would, counts
+// the reclaim in Stats.Leaked and logs it. The cleanup's argument holds
+// what it needs to close (the counters, never the guard), so it does not
+// keep the guard reachable. A guard registers late, only if it is still
+// open at the next drain of the young lists (young.go), so that guards
+// which open and close within moments never touch the runtime's global
+// lock; young.go states how Close and the registration agree, so that a
+// guard is closed once, by Close or by its cleanup, never both. Bumps do
+// not change.
 
 // guardKind names a guard type in leak logs.
 type guardKind uint8
@@ -56,8 +57,7 @@ type BroadcastGuard struct {
 	s       *Stats
 	sl      *slot  // pinned until Close
 	nameLen uint64 // announced_bytes at open and at close
-	closed  atomic.Bool
-	cleanup runtime.Cleanup // zero without the leak check
+	st      guardState
 }
 
 // broadcastLeak is what a dropped BroadcastGuard's cleanup closes.
@@ -70,9 +70,15 @@ type broadcastLeak struct {
 func newBroadcastGuard(s *Stats, sl *slot, nameLen uint64) *BroadcastGuard {
 	g := &BroadcastGuard{s: s, sl: sl, nameLen: nameLen}
 	if s.leakCheck {
-		g.cleanup = runtime.AddCleanup(g, reclaimBroadcast, broadcastLeak{s, sl, nameLen})
+		s.pushYoung(g)
 	}
 	return g
+}
+
+func (g *BroadcastGuard) state() *guardState { return &g.st }
+
+func (g *BroadcastGuard) register(s *Stats) {
+	g.st.publish(&registration{runtime.AddCleanup(g, reclaimBroadcast, broadcastLeak{s, g.sl, g.nameLen})})
 }
 
 func reclaimBroadcast(l broadcastLeak) {
@@ -101,7 +107,7 @@ func (g *BroadcastGuard) Track(name string) *TrackGuard { return g.open(false) }
 func (g *BroadcastGuard) Fetch(name string) *TrackGuard { return g.open(true) }
 
 func (g *BroadcastGuard) open(fetch bool) *TrackGuard {
-	if g == nil || g.closed.Load() || g.s.closed.Load() {
+	if g == nil || g.st.closed() || g.s.closed.Load() {
 		return nil
 	}
 	return openTrack(g.s, g.sl, fetch)
@@ -113,8 +119,7 @@ func (g *BroadcastGuard) Close() {
 	if g == nil {
 		return
 	}
-	g.cleanup.Stop()
-	if g.closed.CompareAndSwap(false, true) {
+	if g.st.close() {
 		closeBroadcastSlot(g.sl, g.nameLen)
 	}
 }
@@ -132,13 +137,26 @@ type TrackGuard struct {
 	checked bool  // allocated as a checkedTrackGuard
 }
 
-// checkedTrackGuard is a TrackGuard with the leak check's cleanup handle.
-// The handle is kept out of TrackGuard so that with the check off a guard
-// stays in the 24-byte size class rather than 48: guard churn is mostly
-// allocation and the garbage collection it causes.
+// checkedTrackGuard is a TrackGuard with the leak check's state. The state
+// is kept out of TrackGuard so that with the check off a guard stays in
+// the 24-byte size class rather than 32: guard churn is mostly allocation
+// and the garbage collection it causes.
 type checkedTrackGuard struct {
 	TrackGuard // first: a *TrackGuard of a checked guard points here
-	cleanup    runtime.Cleanup
+	st         guardState
+}
+
+func (c *checkedTrackGuard) state() *guardState { return &c.st }
+
+// register captures the cell the lane is attached to now: Repin never moves
+// a lane off or onto the base cell, so it is base exactly when the cell
+// Attach returned was, which is what Abandon needs.
+func (c *checkedTrackGuard) register(s *Stats) {
+	cell := c.lane.Cell()
+	if cell == nil {
+		return // closed: Close swaps the state before it detaches
+	}
+	c.st.publish(&registration{runtime.AddCleanup(c, reclaimTrack, trackLeak{s, c.sl, cell, c.fetch})})
 }
 
 // trackLeak is what a dropped TrackGuard's cleanup closes: the cell its
@@ -165,7 +183,7 @@ func openTrack(s *Stats, sl *slot, fetch bool) *TrackGuard {
 	} else {
 		t = &TrackGuard{sl: sl, fetch: fetch}
 	}
-	cell := sl.Attach(&t.lane)
+	sl.Attach(&t.lane)
 	if !pinOn(&t.lane, counters.Pins, &sl.entry.State) {
 		sl.Detach(&t.lane)
 		return nil
@@ -176,7 +194,7 @@ func openTrack(s *Stats, sl *slot, fetch bool) *TrackGuard {
 		t.lane.Add(counters.Subscriptions, 1)
 	}
 	if c != nil {
-		c.cleanup = runtime.AddCleanup(c, reclaimTrack, trackLeak{s, sl, cell, fetch})
+		s.pushYoung(c)
 	}
 	return t
 }
@@ -235,8 +253,9 @@ func (t *TrackGuard) Close() {
 		return
 	}
 	if t.checked {
-		// t is the first field of a checkedTrackGuard allocation.
-		(*checkedTrackGuard)(unsafe.Pointer(t)).cleanup.Stop()
+		// t is the first field of a checkedTrackGuard allocation. Before
+		// the detach: see checkedTrackGuard.register.
+		(*checkedTrackGuard)(unsafe.Pointer(t)).st.close()
 	}
 	if cell := t.sl.Detach(&t.lane); cell != nil {
 		if !t.fetch {
@@ -250,9 +269,8 @@ func (t *TrackGuard) Close() {
 // SessionGuard is a connected session under an auth root on one tier.
 // Methods on a nil guard are no-ops.
 type SessionGuard struct {
-	e       *sEntry
-	closed  atomic.Bool
-	cleanup runtime.Cleanup // zero without the leak check
+	e  *sEntry
+	st guardState
 }
 
 type sessionLeak struct {
@@ -263,9 +281,15 @@ type sessionLeak struct {
 func newSessionGuard(s *Stats, e *sEntry) *SessionGuard {
 	g := &SessionGuard{e: e}
 	if s.leakCheck {
-		g.cleanup = runtime.AddCleanup(g, reclaimSession, sessionLeak{s, e})
+		s.pushYoung(g)
 	}
 	return g
+}
+
+func (g *SessionGuard) state() *guardState { return &g.st }
+
+func (g *SessionGuard) register(s *Stats) {
+	g.st.publish(&registration{runtime.AddCleanup(g, reclaimSession, sessionLeak{s, g.e})})
 }
 
 func reclaimSession(l sessionLeak) {
@@ -284,8 +308,7 @@ func (g *SessionGuard) Close() {
 	if g == nil {
 		return
 	}
-	g.cleanup.Stop()
-	if g.closed.CompareAndSwap(false, true) {
+	if g.st.close() {
 		closeSession(g.e)
 	}
 }

@@ -3,7 +3,6 @@ package moqstats
 import (
 	"runtime"
 	"sync"
-	"sync/atomic"
 
 	"github.com/moqstats/moqstats/counters"
 	"github.com/moqstats/moqstats/internal/moqpath"
@@ -65,7 +64,7 @@ func (sb *SessionBroadcasts) Subscribe(path string) *SubscriptionGuard {
 	sub.n++
 	g := &SubscriptionGuard{sb: sb, sub: sub}
 	if sb.s.leakCheck {
-		g.cleanup = runtime.AddCleanup(g, reclaimSubscription, subscriptionLeak{sb, sub})
+		sb.s.pushYoung(g)
 	}
 	return g
 }
@@ -73,10 +72,15 @@ func (sb *SessionBroadcasts) Subscribe(path string) *SubscriptionGuard {
 // SubscriptionGuard is one live subscription of a session to a broadcast.
 // Methods on a nil guard are no-ops.
 type SubscriptionGuard struct {
-	sb      *SessionBroadcasts
-	sub     *subscription
-	closed  atomic.Bool
-	cleanup runtime.Cleanup // zero without the leak check
+	sb  *SessionBroadcasts
+	sub *subscription
+	st  guardState
+}
+
+func (g *SubscriptionGuard) state() *guardState { return &g.st }
+
+func (g *SubscriptionGuard) register(s *Stats) {
+	g.st.publish(&registration{runtime.AddCleanup(g, reclaimSubscription, subscriptionLeak{g.sb, g.sub})})
 }
 
 // subscriptionLeak is what a dropped SubscriptionGuard's cleanup releases.
@@ -96,8 +100,7 @@ func (g *SubscriptionGuard) Close() {
 	if g == nil {
 		return
 	}
-	g.cleanup.Stop()
-	if g.closed.CompareAndSwap(false, true) {
+	if g.st.close() {
 		g.sb.release(g.sub)
 	}
 }

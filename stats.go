@@ -33,6 +33,9 @@ type Stats struct {
 	clock func() time.Duration
 
 	leaks atomic.Uint64
+	// young holds guards not yet registered with the leak check; nil
+	// without it (young.go).
+	young *youngLists
 	// Logs of failed background passes, reclaimed guards and folded keys,
 	// each at most once a second.
 	passLog, leakLog, overflowLog rateLimit
