@@ -104,15 +104,15 @@ func TestBumpsInline(t *testing.T) {
 // TestSlotsAndEntriesAreLineAligned pins the layout that keeps every
 // slot's counters on cache lines of their own: slots have a power-of-two
 // size, which Go's allocator aligns to; broadcast entries hold their first
-// slot at offset 0 and are exactly 512 bytes, the largest size the
-// allocator serves without a header before the object, so they are
-// allocated aligned too (checked on real entries below).
+// slot at offset 0 and are exactly 384 bytes, a size class that is a
+// multiple of 128 and served without a header before the object, so they
+// are allocated aligned too (checked on real entries below).
 func TestSlotsAndEntriesAreLineAligned(t *testing.T) {
 	if size := moqstats.SlotSize; size&(size-1) != 0 || size%moqstats.LineSize != 0 {
 		t.Errorf("slot size %d: want a power of two and a multiple of the %d-byte line", size, moqstats.LineSize)
 	}
-	if moqstats.EntrySize != 512 {
-		t.Errorf("entry size %d, want 512", moqstats.EntrySize)
+	if moqstats.EntrySize != 384 {
+		t.Errorf("entry size %d, want 384", moqstats.EntrySize)
 	}
 	if moqstats.FirstSlotOffset != 0 {
 		t.Errorf("an entry's own slot is at offset %d, want 0", moqstats.FirstSlotOffset)

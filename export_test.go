@@ -170,3 +170,12 @@ var GuardSizes = map[string]uintptr{
 }
 
 const YoungListSize = unsafe.Sizeof(youngList{})
+
+// KeptRoundTrip encodes v as a retained key keeps it and decodes it back.
+func KeptRoundTrip(v counters.Snapshot) counters.Snapshot {
+	got, rest := nextKept(appendKept(nil, v))
+	if len(rest) != 0 {
+		panic("KeptRoundTrip: bytes left over")
+	}
+	return got
+}

@@ -60,11 +60,30 @@ type BroadcastGuard struct {
 	st      guardState
 }
 
-// broadcastLeak is what a dropped BroadcastGuard's cleanup closes.
+// broadcastLeak is what a dropped BroadcastGuard's cleanup closes. The
+// Stats is not in it but in the cleanup's function, one closure per Stats
+// (reclaimers), so that the argument AddCleanup copies to the heap for
+// every registered guard stays one size class smaller.
 type broadcastLeak struct {
-	s       *Stats
 	sl      *slot
 	nameLen uint64
+}
+
+// reclaimers are a Stats' cleanup functions, made once in New.
+type reclaimers struct {
+	broadcast    func(broadcastLeak)
+	track        func(trackLeak)
+	subscription func(subscriptionLeak)
+	session      func(*sEntry)
+}
+
+func (s *Stats) makeReclaimers() {
+	s.reclaim = reclaimers{
+		broadcast:    func(l broadcastLeak) { reclaimBroadcast(s, l) },
+		track:        func(l trackLeak) { reclaimTrack(s, l) },
+		subscription: func(l subscriptionLeak) { reclaimSubscription(s, l) },
+		session:      func(e *sEntry) { reclaimSession(s, e) },
+	}
 }
 
 func newBroadcastGuard(s *Stats, sl *slot, nameLen uint64) *BroadcastGuard {
@@ -78,12 +97,12 @@ func newBroadcastGuard(s *Stats, sl *slot, nameLen uint64) *BroadcastGuard {
 func (g *BroadcastGuard) state() *guardState { return &g.st }
 
 func (g *BroadcastGuard) register(s *Stats) {
-	g.st.publish(&registration{runtime.AddCleanup(g, reclaimBroadcast, broadcastLeak{s, g.sl, g.nameLen})})
+	g.st.publish(&registration{runtime.AddCleanup(g, s.reclaim.broadcast, broadcastLeak{g.sl, g.nameLen})})
 }
 
-func reclaimBroadcast(l broadcastLeak) {
+func reclaimBroadcast(s *Stats, l broadcastLeak) {
 	closeBroadcastSlot(l.sl, l.nameLen)
-	l.s.reclaimed(broadcastGuard, l.sl.entry.Key())
+	s.reclaimed(broadcastGuard, l.sl.entry.Key())
 }
 
 func closeBroadcastSlot(sl *slot, nameLen uint64) {
@@ -156,13 +175,12 @@ func (c *checkedTrackGuard) register(s *Stats) {
 	if cell == nil {
 		return // closed: Close swaps the state before it detaches
 	}
-	c.st.publish(&registration{runtime.AddCleanup(c, reclaimTrack, trackLeak{s, c.sl, cell, c.fetch})})
+	c.st.publish(&registration{runtime.AddCleanup(c, s.reclaim.track, trackLeak{c.sl, cell, c.fetch})})
 }
 
 // trackLeak is what a dropped TrackGuard's cleanup closes: the cell its
 // lane attached to, in which it opened.
 type trackLeak struct {
-	s     *Stats
 	sl    *slot
 	cell  *shard.Cell
 	fetch bool
@@ -199,13 +217,13 @@ func openTrack(s *Stats, sl *slot, fetch bool) *TrackGuard {
 	return t
 }
 
-func reclaimTrack(l trackLeak) {
+func reclaimTrack(s *Stats, l trackLeak) {
 	if !l.fetch {
 		l.cell[counters.SubscriptionsClosed].Add(1)
 	}
 	l.cell[counters.Pins].Add(counters.Unpin)
 	l.sl.Abandon(l.cell) // after the last bumps in it
-	l.s.reclaimed(trackGuard, l.sl.entry.Key())
+	s.reclaimed(trackGuard, l.sl.entry.Key())
 }
 
 // Bytes bumps bytes by n.
@@ -273,11 +291,6 @@ type SessionGuard struct {
 	st guardState
 }
 
-type sessionLeak struct {
-	s *Stats
-	e *sEntry
-}
-
 func newSessionGuard(s *Stats, e *sEntry) *SessionGuard {
 	g := &SessionGuard{e: e}
 	if s.leakCheck {
@@ -289,12 +302,12 @@ func newSessionGuard(s *Stats, e *sEntry) *SessionGuard {
 func (g *SessionGuard) state() *guardState { return &g.st }
 
 func (g *SessionGuard) register(s *Stats) {
-	g.st.publish(&registration{runtime.AddCleanup(g, reclaimSession, sessionLeak{s, g.e})})
+	g.st.publish(&registration{runtime.AddCleanup(g, s.reclaim.session, g.e)})
 }
 
-func reclaimSession(l sessionLeak) {
-	closeSession(l.e)
-	l.s.reclaimed(sessionGuard, l.e.Key())
+func reclaimSession(s *Stats, e *sEntry) {
+	closeSession(e)
+	s.reclaimed(sessionGuard, e.Key())
 }
 
 func closeSession(e *sEntry) {

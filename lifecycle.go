@@ -102,6 +102,7 @@ func New(cfg Config) (*Stats, error) {
 		return nil, errors.Join(fmt.Errorf("moqstats: writing baseline frames: %w", err), closeBroadcast(bc, s.path))
 	}
 	if s.leakCheck {
+		s.makeReclaimers()
 		s.young = newYoungLists()
 		s.armDrainAfterGC()
 	}

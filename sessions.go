@@ -80,7 +80,7 @@ type SubscriptionGuard struct {
 func (g *SubscriptionGuard) state() *guardState { return &g.st }
 
 func (g *SubscriptionGuard) register(s *Stats) {
-	g.st.publish(&registration{runtime.AddCleanup(g, reclaimSubscription, subscriptionLeak{g.sb, g.sub})})
+	g.st.publish(&registration{runtime.AddCleanup(g, s.reclaim.subscription, subscriptionLeak{g.sb, g.sub})})
 }
 
 // subscriptionLeak is what a dropped SubscriptionGuard's cleanup releases.
@@ -89,9 +89,9 @@ type subscriptionLeak struct {
 	sub *subscription
 }
 
-func reclaimSubscription(l subscriptionLeak) {
+func reclaimSubscription(s *Stats, l subscriptionLeak) {
 	l.sb.release(l.sub)
-	l.sb.s.reclaimed(subscriptionGuard, l.sub.key)
+	s.reclaimed(subscriptionGuard, l.sub.key)
 }
 
 // Close releases the subscription; when it was the session's last to the

@@ -122,11 +122,16 @@ type Track[V Value] struct {
 	// reached the wire (0: none yet).
 	pass, good uint64
 
-	// The frame of the current tick: quoted keys and values, in offer
-	// order. buf holds the frame encoded so far: '{' and the first
-	// encoded members.
+	// The frame of the current tick: quoted keys and where their values
+	// are, in offer order. A row in the frame has its value in its
+	// Emitted (Offer leaves e.v equal to the value offered), which the
+	// next Offer of the key, a tick later, is the first to change: so the
+	// track keeps a pointer, 8 bytes a row rather than a copy of the value
+	// (96 for a broadcast's). buf holds the frame encoded so far: '{' and
+	// the first encoded members.
 	keys    []string
-	vals    []V
+	vals    []*Emitted[V]
+	chunk   []V // scratch: values copied out for AppendMembers
 	buf     []byte
 	encoded int
 	// changed reports whether some key in this tick's frame differs from
@@ -192,7 +197,7 @@ func (t *Track[V]) Offer(key, quoted string, cur V, e *Emitted[V]) {
 		e.v, e.pass = cur, t.pass
 	}
 	t.keys = append(t.keys, quoted)
-	t.vals = append(t.vals, cur)
+	t.vals = append(t.vals, e)
 }
 
 // patchRow adds the row's member to this tick's patch, if the frame before
@@ -281,9 +286,13 @@ func (t *Track[V]) Encode() {
 
 func (t *Track[V]) encode() {
 	if t.buf == nil {
-		// An eighth more than the last frame, so that counters gaining
-		// digits do not reallocate the buffer every tick.
-		if want := len(t.last) + len(t.last)/8; cap(t.next) < want {
+		// A 64th more than the last frame, so that counters gaining
+		// digits do not reallocate the buffer every tick; and no more
+		// than a sixteenth over that, so that the spare buffer, which a
+		// track keeps between ticks next to the last frame, costs about
+		// a frame and not the slack of append's growth. Frames are most
+		// of what a pass keeps per key.
+		if want := len(t.last) + len(t.last)/64; cap(t.next) < want || cap(t.next) > spareMax(want) {
 			t.next = make([]byte, 0, want)
 		}
 		t.buf = append(t.next[:0], '{')
@@ -291,12 +300,26 @@ func (t *Track[V]) encode() {
 	if t.encoded == len(t.keys) {
 		return
 	}
-	if t.encoded > 0 {
-		t.buf = append(t.buf, ',')
+	for t.encoded < len(t.keys) {
+		n := min(len(t.keys)-t.encoded, encodeChunk)
+		if cap(t.chunk) < encodeChunk {
+			t.chunk = make([]V, encodeChunk)
+		}
+		chunk := t.chunk[:n]
+		for i, e := range t.vals[t.encoded : t.encoded+n] {
+			chunk[i] = e.v
+		}
+		if t.encoded > 0 {
+			t.buf = append(t.buf, ',')
+		}
+		t.buf = t.AppendMembers(t.buf, t.keys[t.encoded:t.encoded+n], chunk)
+		t.encoded += n
 	}
-	t.buf = t.AppendMembers(t.buf, t.keys[t.encoded:], t.vals[t.encoded:])
-	t.encoded = len(t.keys)
 }
+
+// encodeChunk is how many values encode copies out of their Emitted at a
+// time.
+const encodeChunk = 64
 
 func (t *Track[V]) written() bool { return t.good > 0 }
 
@@ -339,8 +362,15 @@ func (t *Track[V]) Wrote(frame []byte) {
 	t.lastLen = len(t.keys)
 	if len(frame) > 0 && (len(t.last) == 0 || &frame[0] != &t.last[0]) {
 		t.last, t.next = frame, t.last
+		if cap(t.next) > spareMax(len(frame)+len(frame)/64) {
+			t.next = nil // encode allocates one to size
+		}
 	}
 }
+
+// spareMax is the most a track keeps of a spare buffer for a frame of want
+// bytes: see encode.
+func spareMax(want int) int { return want + want/16 + 64 }
 
 // Settled reports whether cur, a key's current value, is on the wire: a
 // collected key with a settled value on every track can be forgotten.
