@@ -115,9 +115,9 @@ type youngGuard interface {
 	register(s *Stats)
 }
 
-// youngList is one young list. lock is a spinlock: with procid.Pinned, its
-// holder runs with preemption off and holds it for a few instructions
-// (the registrar copies the list out under it and registers outside).
+// youngList is one young list. lock is held for a few instructions, with
+// preemption off where procid.Pinned (the registrar copies the list out
+// under it and registers outside); see tryAcquire.
 type youngList struct {
 	youngFields
 	_ [(unsafe.Sizeof(youngFields{})+lineSize-1)/lineSize*lineSize - unsafe.Sizeof(youngFields{})]byte
@@ -149,18 +149,12 @@ func newYoungLists() *youngLists {
 	return &youngLists{lists: make([]youngList, 1<<bits.Len(uint(n-1)))}
 }
 
-// acquire takes l's lock. With procid.Pinned the caller runs with
-// preemption off, so it must not yield (the scheduler refuses a pinned
-// goroutine); it spins, and the holder, pinned and running too, lets go
-// within a few instructions. Without, the holder may be descheduled, so
-// the caller yields.
-func (l *youngList) acquire() {
-	for !l.lock.CompareAndSwap(0, 1) {
-		if !procid.Pinned {
-			runtime.Gosched()
-		}
-	}
-}
+// tryAcquire takes l's lock if it is free. Callers hold it pinned
+// (procid.Pin), so a holder is never descheduled by Go's scheduler; one
+// that finds the lock taken unpins and yields before it tries again, and
+// never spins: on a machine with more Ps than cores the holder's thread
+// may be descheduled by the OS.
+func (l *youngList) tryAcquire() bool { return l.lock.CompareAndSwap(0, 1) }
 
 func (l *youngList) release() { l.lock.Store(0) }
 
@@ -171,7 +165,11 @@ func (s *Stats) pushYoung(g youngGuard) {
 	for {
 		p := procid.Pin()
 		l := &y.lists[p&(len(y.lists)-1)]
-		l.acquire()
+		if !l.tryAcquire() {
+			procid.Unpin()
+			runtime.Gosched()
+			continue
+		}
 		if l.items == nil {
 			if fresh == nil {
 				// Allocate unpinned: an allocation may start a
@@ -223,8 +221,14 @@ func (y *youngLists) drainAll(s *Stats) {
 func (y *youngLists) drain(s *Stats, l *youngList) {
 	y.drainMu.Lock()
 	defer y.drainMu.Unlock()
-	procid.Pin() // the spinlock is held with preemption off, as pushes hold it
-	l.acquire()
+	for {
+		procid.Pin() // the lock is held with preemption off, as pushes hold it
+		if l.tryAcquire() {
+			break
+		}
+		procid.Unpin()
+		runtime.Gosched()
+	}
 	n := 0
 	if l.items != nil {
 		n = copy(y.scratch[:], l.items[:l.n])
