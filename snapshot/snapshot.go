@@ -286,14 +286,14 @@ func (t *Track[V]) Encode() {
 
 func (t *Track[V]) encode() {
 	if t.buf == nil {
-		// A 64th more than the last frame, so that counters gaining
-		// digits do not reallocate the buffer every tick; and no more
-		// than a sixteenth over that, so that the spare buffer, which a
-		// track keeps between ticks next to the last frame, costs about
-		// a frame and not the slack of append's growth. Frames are most
-		// of what a pass keeps per key.
-		if want := len(t.last) + len(t.last)/64; cap(t.next) < want || cap(t.next) > spareMax(want) {
-			t.next = make([]byte, 0, want)
+		// The spare buffer is reused while it has room for the last
+		// frame and a 128th more (counters gain digits); a new one gets
+		// a 32nd more, so a slowly growing frame reallocates once in many
+		// ticks. Frames are most of what a pass keeps per key, and a
+		// track keeps two (the last and the spare), so both stay within a
+		// few percent of a frame (see Wrote).
+		if cap(t.next) < len(t.last)+len(t.last)/128 {
+			t.next = make([]byte, 0, len(t.last)+len(t.last)/32)
 		}
 		t.buf = append(t.next[:0], '{')
 	}
@@ -362,15 +362,13 @@ func (t *Track[V]) Wrote(frame []byte) {
 	t.lastLen = len(t.keys)
 	if len(frame) > 0 && (len(t.last) == 0 || &frame[0] != &t.last[0]) {
 		t.last, t.next = frame, t.last
-		if cap(t.next) > spareMax(len(frame)+len(frame)/64) {
-			t.next = nil // encode allocates one to size
+		if cap(t.next) > len(frame)+len(frame)/8+64 {
+			// Append's growth slack (the first frame's, or a jump):
+			// let encode allocate one to size.
+			t.next = nil
 		}
 	}
 }
-
-// spareMax is the most a track keeps of a spare buffer for a frame of want
-// bytes: see encode.
-func spareMax(want int) int { return want + want/16 + 64 }
 
 // Settled reports whether cur, a key's current value, is on the wire: a
 // collected key with a settled value on every track can be forgotten.
