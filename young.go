@@ -44,11 +44,12 @@ import (
 //
 // # When a dropped guard is reclaimed
 //
-// A guard registered when it opened was reclaimed by the first collection
-// after it became unreachable. One dropped while young is registered by the
-// first drain after it was dropped, the next pass or the drain after the
-// next collection, whichever comes first, and reclaimed by the collection
-// after that: one collection later, at most.
+// Had it been registered when it opened, a dropped guard would be
+// reclaimed by the first collection after it became unreachable. One
+// dropped while young is registered by the first drain after it was
+// dropped, the next pass or the drain after the next collection, whichever
+// comes first, and reclaimed by the collection after that: one collection
+// later, at most. Registered or young, its counts are exact.
 //
 // A guard opened while the Stats closes may be pushed after the final
 // drain; if it is then dropped it is never reclaimed. Nothing after Close
