@@ -6,6 +6,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"unsafe"
+	"weak"
 
 	"github.com/moqstats/moqstats/internal/procid"
 )
@@ -252,13 +253,15 @@ func (y *youngLists) drain(s *Stats, l *youngList) {
 type gcSentinel struct{ _ *byte }
 
 // armDrainAfterGC makes the next collection drain the young lists
-// (invariant 2), and re-arm, until Close.
+// (invariant 2), and re-arm, until Close. The cleanup holds s weakly: a
+// Stats closed, or dropped, is not kept alive by it for another cycle.
 func (s *Stats) armDrainAfterGC() {
-	runtime.AddCleanup(&gcSentinel{}, drainAfterGC, s)
+	runtime.AddCleanup(&gcSentinel{}, drainAfterGC, weak.Make(s))
 }
 
-func drainAfterGC(s *Stats) {
-	if s.young.stopped.Load() {
+func drainAfterGC(w weak.Pointer[Stats]) {
+	s := w.Value()
+	if s == nil || s.young.stopped.Load() {
 		return
 	}
 	s.young.drainAll(s)
