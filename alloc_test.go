@@ -104,15 +104,15 @@ func TestBumpsInline(t *testing.T) {
 // TestSlotsAndEntriesAreLineAligned pins the layout that keeps every
 // slot's counters on cache lines of their own: slots have a power-of-two
 // size, which Go's allocator aligns to; broadcast entries hold their first
-// slot at offset 0 and are exactly 512 bytes, the largest size the
-// allocator serves without a header before the object, so they are
-// allocated aligned too (checked on real entries below).
+// slot at offset 0 and are exactly 384 bytes, a size class that is a
+// multiple of 128 and served without a header before the object, so they
+// are allocated aligned too (checked on real entries below).
 func TestSlotsAndEntriesAreLineAligned(t *testing.T) {
 	if size := moqstats.SlotSize; size&(size-1) != 0 || size%moqstats.LineSize != 0 {
 		t.Errorf("slot size %d: want a power of two and a multiple of the %d-byte line", size, moqstats.LineSize)
 	}
-	if moqstats.EntrySize != 512 {
-		t.Errorf("entry size %d, want 512", moqstats.EntrySize)
+	if moqstats.EntrySize != 384 {
+		t.Errorf("entry size %d, want 384", moqstats.EntrySize)
 	}
 	if moqstats.FirstSlotOffset != 0 {
 		t.Errorf("an entry's own slot is at offset %d, want 0", moqstats.FirstSlotOffset)
@@ -126,5 +126,27 @@ func TestSlotsAndEntriesAreLineAligned(t *testing.T) {
 		if addr := moqstats.EntryAddr(s, path); addr%moqstats.LineSize != 0 {
 			t.Fatalf("entry %d at %#x, not aligned to the %d-byte line", i, addr, moqstats.LineSize)
 		}
+	}
+}
+
+// Guards are what churn allocates: each stays in the smallest size class
+// its fields allow, the leak check's state included (one word, no cleanup
+// handle until a guard is registered), and with the check off a track
+// guard carries none of it.
+func TestGuardsStayInTheirSizeClasses(t *testing.T) {
+	want := map[string]uintptr{
+		"TrackGuard":        24,
+		"checkedTrackGuard": 32,
+		"BroadcastGuard":    32,
+		"SubscriptionGuard": 24,
+		"SessionGuard":      16,
+	}
+	for name, size := range moqstats.GuardSizes {
+		if size != want[name] {
+			t.Errorf("%s is %d bytes, want %d", name, size, want[name])
+		}
+	}
+	if size := moqstats.YoungListSize; size%moqstats.LineSize != 0 {
+		t.Errorf("a young list is %d bytes, want a multiple of the %d-byte line so that no two Ps' lists share one", size, moqstats.LineSize)
 	}
 }

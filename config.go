@@ -107,10 +107,10 @@ type Config struct {
 	// within it continues from them, so a counter a frame shows for a key
 	// never goes back while it is retained. 0 means DefaultRetention;
 	// NoRetention (any negative value) keeps nothing. Retained keys are
-	// not in frames; each costs about 125 bytes plus its key, and 96
-	// per (tier, role) it was used on: 245 bytes for a 22-byte path used
-	// on one (no shards, no padding; BenchmarkRetainedMemory). They count
-	// against MaxEntries.
+	// not in frames; each costs about 145 bytes plus its key, and its
+	// final counts in uvarints (15 to 30 bytes) per (tier, role) it was
+	// used on: about 165 bytes for a 22-byte path used on one (no shards,
+	// no padding; BenchmarkRetainedMemory). They count against MaxEntries.
 	Retention time.Duration
 	// MaxEntries caps the distinct broadcast paths held, live or
 	// retained, and the session roots held per tier; 0 means
@@ -148,8 +148,10 @@ type Config struct {
 	// DisableLeakCheck turns off reclaiming guards that are dropped
 	// without Close. By default a guard that becomes unreachable while
 	// open is closed by the garbage collector (runtime.AddCleanup), counted
-	// in Stats.Leaked and logged; that costs on guard open and close,
-	// never on a bump. Relays that close every guard may turn it off.
+	// in Stats.Leaked and logged. It never costs on a bump, and little on
+	// guard open and close: a guard gets its cleanup only if it is still
+	// open at the next pass or collection (see the package doc). Relays
+	// that close every guard may turn it off.
 	DisableLeakCheck bool
 }
 

@@ -113,9 +113,15 @@
 //
 // A guard that becomes unreachable while open is closed by the garbage
 // collector, exactly as Close would have, once: counted in Stats.Leaked and
-// logged, at most once a second. It costs on guard open and close
-// (runtime.AddCleanup), never on a bump; Config.DisableLeakCheck turns it
-// off. The reclaim happens when a collection finds the guard, not at once.
+// logged, at most once a second. Config.DisableLeakCheck turns it off. It
+// never costs on a bump, and costs little on guard open and close: a guard
+// starts on a per-P list of young guards and gets its runtime.AddCleanup
+// only if it is still open at the next pass or after the next collection,
+// so guards that open and close within moments never take the runtime's
+// global lock. The reclaim happens when a collection finds the guard, not
+// at once: for a guard dropped young, one collection after its
+// registration, so at most one collection or pass later than a guard
+// registered at open would be.
 //
 // # Untrusted paths
 //

@@ -1,6 +1,7 @@
 package moqstats
 
 import (
+	"encoding/binary"
 	"sync/atomic"
 	"unsafe"
 
@@ -28,12 +29,15 @@ type (
 // itself, so the pass reads a typical broadcast, key and counters, from one
 // object.
 //
-// Layout: first at offset 0, and the registry entry around it exactly 512
+// Layout: first at offset 0, and the registry entry around it exactly 384
 // bytes (registry.InlineKey is sized for it, and a test checks). Go's
-// allocator places objects of a power-of-two size class up to 512 bytes at
-// multiples of their size, with no header before them (larger objects
-// with pointers get an 8-byte one), so every entry starts a cache line and
-// first shares no line with another object.
+// allocator places the objects of a size class at multiples of the size
+// from a page boundary, with no header before them up to 512 bytes (larger
+// objects with pointers get an 8-byte one); 384 is a multiple of 128, the
+// widest line (arm64), so every entry starts a cache line and first shares
+// no line with another object. (It was 512, with 128 more bytes of inline
+// key; 384 is the smallest size class that holds the slot, the entry's
+// bookkeeping and a typical path.)
 type broadcastEntry struct {
 	first slot
 	slots [4]atomic.Pointer[slot]
@@ -131,13 +135,43 @@ const (
 
 // keptBroadcast is what a collected broadcast leaves for its retention
 // window: the final counts of the slots it used, in slot order (used has
-// bit i set for slot i). No shards, no padding: 32 bytes, 96 per slot used
-// (in one allocation), plus the key and the registry's bookkeeping: about
-// 245 bytes in all for a 22-byte path that used one slot (see
-// Config.Retention).
+// bit i set for slot i), each as its twelve counters in uvarints. Final
+// counts are mostly small numbers and zeros, so a slot takes 15 to 30
+// bytes rather than the 96 of a counters.Snapshot: with the key and the
+// registry's bookkeeping, about 170 bytes for a 22-byte path that used one
+// slot (see Config.Retention).
 type keptBroadcast struct {
 	used uint8
-	vals []counters.Snapshot
+	vals []byte
+}
+
+// snapshotWords views a Snapshot as its twelve counters, in field order.
+func snapshotWords(v *counters.Snapshot) *[12]uint64 { return (*[12]uint64)(unsafe.Pointer(v)) }
+
+// A Snapshot is exactly twelve uint64 fields, so snapshotWords is sound: a
+// compile error otherwise (an index out of range, or a negative size).
+var _ = [1]struct{}{}[unsafe.Sizeof(counters.Snapshot{})-12*8]
+
+func appendKept(dst []byte, v counters.Snapshot) []byte {
+	for _, n := range snapshotWords(&v) {
+		dst = binary.AppendUvarint(dst, n)
+	}
+	return dst
+}
+
+// nextKept decodes the snapshot at the start of b, which appendKept wrote,
+// and returns the rest of b.
+func nextKept(b []byte) (counters.Snapshot, []byte) {
+	var v counters.Snapshot
+	w := snapshotWords(&v)
+	for i := range w {
+		n, k := binary.Uvarint(b)
+		if k <= 0 {
+			panic("BUG: moqstats: retained counts truncated")
+		}
+		w[i], b = n, b[k:]
+	}
+	return v, b
 }
 
 // keepBroadcast returns e's final counts. e is dead and settled: every
@@ -151,7 +185,7 @@ func keepBroadcast(e *bEntry) (keptBroadcast, bool) {
 		}
 		if v := sl.emitted.Value(); v != (counters.Snapshot{}) {
 			k.used |= 1 << i
-			k.vals = append(k.vals, v)
+			k.vals = appendKept(k.vals, v)
 		}
 	}
 	return k, k.used != 0
@@ -180,13 +214,14 @@ func continueBroadcast(succ, pred *bEntry, kept *keptBroadcast) {
 		}
 		return
 	}
-	n := 0
+	rest := kept.vals
 	for i := range succ.Value.slots {
 		if kept.used&(1<<i) != 0 {
+			var v counters.Snapshot
+			v, rest = nextKept(rest)
 			sl := slotOf(succ, i)
-			sl.Continue(kept.vals[n])
-			sl.emitted = snapshot.OnWire(kept.vals[n])
-			n++
+			sl.Continue(v)
+			sl.emitted = snapshot.OnWire(v)
 		}
 	}
 }

@@ -142,3 +142,40 @@ func SessionKey(g *SessionGuard) string { return g.e.Key() }
 // have allocated beyond their base cell: 0 while no two lanes ever held
 // them at once.
 func TrackShards(t *TrackGuard) int { return t.sl.Shards() }
+
+// SetHookRegistering installs f to run in the registrar between adding a
+// guard's cleanup and publishing it, and returns a func that removes it.
+func SetHookRegistering(f func()) (restore func()) {
+	testHookRegistering.Store(&f)
+	return func() { testHookRegistering.Store(nil) }
+}
+
+// YoungCap is how many guards a young list holds.
+const YoungCap = youngCap
+
+// YoungLists returns how many young lists s has.
+func YoungLists(s *Stats) int { return len(s.young.lists) }
+
+// IsYoung reports whether a checked track guard is open and not
+// registered yet.
+func IsYoung(t *TrackGuard) bool { return (*checkedTrackGuard)(unsafe.Pointer(t)).st.young() }
+
+// Guard sizes, and a young list's padded size.
+var GuardSizes = map[string]uintptr{
+	"TrackGuard":        unsafe.Sizeof(TrackGuard{}),
+	"checkedTrackGuard": unsafe.Sizeof(checkedTrackGuard{}),
+	"BroadcastGuard":    unsafe.Sizeof(BroadcastGuard{}),
+	"SubscriptionGuard": unsafe.Sizeof(SubscriptionGuard{}),
+	"SessionGuard":      unsafe.Sizeof(SessionGuard{}),
+}
+
+const YoungListSize = unsafe.Sizeof(youngList{})
+
+// KeptRoundTrip encodes v as a retained key keeps it and decodes it back.
+func KeptRoundTrip(v counters.Snapshot) counters.Snapshot {
+	got, rest := nextKept(appendKept(nil, v))
+	if len(rest) != 0 {
+		panic("KeptRoundTrip: bytes left over")
+	}
+	return got
+}

@@ -2,7 +2,6 @@ package moqstats
 
 import (
 	"runtime"
-	"sync/atomic"
 	"unsafe"
 
 	"github.com/moqstats/moqstats/counters"
@@ -15,16 +14,18 @@ import (
 //
 // Go has no destructors, and a relay that forgets a guard's Close would pin
 // its entry forever and leave it live in every frame. So, unless
-// Config.DisableLeakCheck is set, every guard registers a cleanup with
-// runtime.AddCleanup when it opens: if the guard becomes unreachable while
-// open, the garbage collector runs the cleanup, which makes the guard's
-// closing bumps and unpins exactly as Close would, counts the reclaim in
-// Stats.Leaked and logs it. The cleanup's argument holds what it needs to
-// close (the counters, never the guard), so it does not keep the guard
-// reachable. Close stops the cleanup first: Close holds the guard, so the
-// cleanup cannot have been queued yet, and once stopped it never runs, so
-// a guard is closed once, by Close or by its cleanup, never both. The cost
-// is on guard open and close; bumps do not change.
+// Config.DisableLeakCheck is set, every guard that stays open gets a
+// cleanup registered with runtime.AddCleanup: if the guard becomes
+// unreachable while open, the garbage collector runs the cleanup, which
+// makes the guard's closing bumps and unpins exactly as Close would, counts
+// the reclaim in Stats.Leaked and logs it. The cleanup's argument holds
+// what it needs to close (the counters, never the guard), so it does not
+// keep the guard reachable. A guard registers late, only if it is still
+// open at the next drain of the young lists (young.go), so that guards
+// which open and close within moments never touch the runtime's global
+// lock; young.go states how Close and the registration agree, so that a
+// guard is closed once, by Close or by its cleanup, never both. Bumps do
+// not change.
 
 // guardKind names a guard type in leak logs.
 type guardKind uint8
@@ -56,28 +57,52 @@ type BroadcastGuard struct {
 	s       *Stats
 	sl      *slot  // pinned until Close
 	nameLen uint64 // announced_bytes at open and at close
-	closed  atomic.Bool
-	cleanup runtime.Cleanup // zero without the leak check
+	st      guardState
 }
 
-// broadcastLeak is what a dropped BroadcastGuard's cleanup closes.
+// broadcastLeak is what a dropped BroadcastGuard's cleanup closes. The
+// Stats is not in it but in the cleanup's function, one closure per Stats
+// (reclaimers), so that the argument AddCleanup copies to the heap for
+// every registered guard stays one size class smaller.
 type broadcastLeak struct {
-	s       *Stats
 	sl      *slot
 	nameLen uint64
+}
+
+// reclaimers are a Stats' cleanup functions, made once in New.
+type reclaimers struct {
+	broadcast    func(broadcastLeak)
+	track        func(trackLeak)
+	subscription func(subscriptionLeak)
+	session      func(*sEntry)
+}
+
+func (s *Stats) makeReclaimers() {
+	s.reclaim = reclaimers{
+		broadcast:    func(l broadcastLeak) { reclaimBroadcast(s, l) },
+		track:        func(l trackLeak) { reclaimTrack(s, l) },
+		subscription: func(l subscriptionLeak) { reclaimSubscription(s, l) },
+		session:      func(e *sEntry) { reclaimSession(s, e) },
+	}
 }
 
 func newBroadcastGuard(s *Stats, sl *slot, nameLen uint64) *BroadcastGuard {
 	g := &BroadcastGuard{s: s, sl: sl, nameLen: nameLen}
 	if s.leakCheck {
-		g.cleanup = runtime.AddCleanup(g, reclaimBroadcast, broadcastLeak{s, sl, nameLen})
+		s.pushYoung(g)
 	}
 	return g
 }
 
-func reclaimBroadcast(l broadcastLeak) {
+func (g *BroadcastGuard) state() *guardState { return &g.st }
+
+func (g *BroadcastGuard) register(s *Stats) {
+	g.st.publish(&registration{runtime.AddCleanup(g, s.reclaim.broadcast, broadcastLeak{g.sl, g.nameLen})})
+}
+
+func reclaimBroadcast(s *Stats, l broadcastLeak) {
 	closeBroadcastSlot(l.sl, l.nameLen)
-	l.s.reclaimed(broadcastGuard, l.sl.entry.Key())
+	s.reclaimed(broadcastGuard, l.sl.entry.Key())
 }
 
 func closeBroadcastSlot(sl *slot, nameLen uint64) {
@@ -101,7 +126,7 @@ func (g *BroadcastGuard) Track(name string) *TrackGuard { return g.open(false) }
 func (g *BroadcastGuard) Fetch(name string) *TrackGuard { return g.open(true) }
 
 func (g *BroadcastGuard) open(fetch bool) *TrackGuard {
-	if g == nil || g.closed.Load() || g.s.closed.Load() {
+	if g == nil || g.st.closed() || g.s.closed.Load() {
 		return nil
 	}
 	return openTrack(g.s, g.sl, fetch)
@@ -113,8 +138,7 @@ func (g *BroadcastGuard) Close() {
 	if g == nil {
 		return
 	}
-	g.cleanup.Stop()
-	if g.closed.CompareAndSwap(false, true) {
+	if g.st.close() {
 		closeBroadcastSlot(g.sl, g.nameLen)
 	}
 }
@@ -132,19 +156,31 @@ type TrackGuard struct {
 	checked bool  // allocated as a checkedTrackGuard
 }
 
-// checkedTrackGuard is a TrackGuard with the leak check's cleanup handle.
-// The handle is kept out of TrackGuard so that with the check off a guard
-// stays in the 24-byte size class rather than 48: guard churn is mostly
-// allocation and the garbage collection it causes.
+// checkedTrackGuard is a TrackGuard with the leak check's state. The state
+// is kept out of TrackGuard so that with the check off a guard stays in
+// the 24-byte size class rather than 32: guard churn is mostly allocation
+// and the garbage collection it causes.
 type checkedTrackGuard struct {
 	TrackGuard // first: a *TrackGuard of a checked guard points here
-	cleanup    runtime.Cleanup
+	st         guardState
+}
+
+func (c *checkedTrackGuard) state() *guardState { return &c.st }
+
+// register captures the cell the lane is attached to now: Repin never moves
+// a lane off or onto the base cell, so it is base exactly when the cell
+// Attach returned was, which is what Abandon needs.
+func (c *checkedTrackGuard) register(s *Stats) {
+	cell := c.lane.Cell()
+	if cell == nil {
+		return // closed: Close swaps the state before it detaches
+	}
+	c.st.publish(&registration{runtime.AddCleanup(c, s.reclaim.track, trackLeak{c.sl, cell, c.fetch})})
 }
 
 // trackLeak is what a dropped TrackGuard's cleanup closes: the cell its
 // lane attached to, in which it opened.
 type trackLeak struct {
-	s     *Stats
 	sl    *slot
 	cell  *shard.Cell
 	fetch bool
@@ -165,7 +201,7 @@ func openTrack(s *Stats, sl *slot, fetch bool) *TrackGuard {
 	} else {
 		t = &TrackGuard{sl: sl, fetch: fetch}
 	}
-	cell := sl.Attach(&t.lane)
+	sl.Attach(&t.lane)
 	if !pinOn(&t.lane, counters.Pins, &sl.entry.State) {
 		sl.Detach(&t.lane)
 		return nil
@@ -176,18 +212,18 @@ func openTrack(s *Stats, sl *slot, fetch bool) *TrackGuard {
 		t.lane.Add(counters.Subscriptions, 1)
 	}
 	if c != nil {
-		c.cleanup = runtime.AddCleanup(c, reclaimTrack, trackLeak{s, sl, cell, fetch})
+		s.pushYoung(c)
 	}
 	return t
 }
 
-func reclaimTrack(l trackLeak) {
+func reclaimTrack(s *Stats, l trackLeak) {
 	if !l.fetch {
 		l.cell[counters.SubscriptionsClosed].Add(1)
 	}
 	l.cell[counters.Pins].Add(counters.Unpin)
 	l.sl.Abandon(l.cell) // after the last bumps in it
-	l.s.reclaimed(trackGuard, l.sl.entry.Key())
+	s.reclaimed(trackGuard, l.sl.entry.Key())
 }
 
 // Bytes bumps bytes by n.
@@ -235,8 +271,9 @@ func (t *TrackGuard) Close() {
 		return
 	}
 	if t.checked {
-		// t is the first field of a checkedTrackGuard allocation.
-		(*checkedTrackGuard)(unsafe.Pointer(t)).cleanup.Stop()
+		// t is the first field of a checkedTrackGuard allocation. Before
+		// the detach: see checkedTrackGuard.register.
+		(*checkedTrackGuard)(unsafe.Pointer(t)).st.close()
 	}
 	if cell := t.sl.Detach(&t.lane); cell != nil {
 		if !t.fetch {
@@ -250,27 +287,27 @@ func (t *TrackGuard) Close() {
 // SessionGuard is a connected session under an auth root on one tier.
 // Methods on a nil guard are no-ops.
 type SessionGuard struct {
-	e       *sEntry
-	closed  atomic.Bool
-	cleanup runtime.Cleanup // zero without the leak check
-}
-
-type sessionLeak struct {
-	s *Stats
-	e *sEntry
+	e  *sEntry
+	st guardState
 }
 
 func newSessionGuard(s *Stats, e *sEntry) *SessionGuard {
 	g := &SessionGuard{e: e}
 	if s.leakCheck {
-		g.cleanup = runtime.AddCleanup(g, reclaimSession, sessionLeak{s, e})
+		s.pushYoung(g)
 	}
 	return g
 }
 
-func reclaimSession(l sessionLeak) {
-	closeSession(l.e)
-	l.s.reclaimed(sessionGuard, l.e.Key())
+func (g *SessionGuard) state() *guardState { return &g.st }
+
+func (g *SessionGuard) register(s *Stats) {
+	g.st.publish(&registration{runtime.AddCleanup(g, s.reclaim.session, g.e)})
+}
+
+func reclaimSession(s *Stats, e *sEntry) {
+	closeSession(e)
+	s.reclaimed(sessionGuard, e.Key())
 }
 
 func closeSession(e *sEntry) {
@@ -284,8 +321,7 @@ func (g *SessionGuard) Close() {
 	if g == nil {
 		return
 	}
-	g.cleanup.Stop()
-	if g.closed.CompareAndSwap(false, true) {
+	if g.st.close() {
 		closeSession(g.e)
 	}
 }

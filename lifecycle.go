@@ -101,6 +101,11 @@ func New(cfg Config) (*Stats, error) {
 	if err := s.Flush(); err != nil {
 		return nil, errors.Join(fmt.Errorf("moqstats: writing baseline frames: %w", err), closeBroadcast(bc, s.path))
 	}
+	if s.leakCheck {
+		s.makeReclaimers()
+		s.young = newYoungLists()
+		s.armDrainAfterGC()
+	}
 	go s.run()
 	return s, nil
 }
@@ -189,6 +194,9 @@ func (s *Stats) shutdown(ctx context.Context) error {
 	close(s.stop)
 	<-s.done
 	err := s.finalPass(ctx)
+	if s.young != nil {
+		s.young.stopped.Store(true) // the final pass drained the young lists
+	}
 	return errors.Join(err, closeBroadcast(s.bc, s.path))
 }
 

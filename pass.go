@@ -30,6 +30,9 @@ var (
 // registry). Collection, reading and offering share one loop so each
 // entry's memory is visited once per pass.
 func (s *Stats) pass() error {
+	if s.young != nil {
+		s.young.drainAll(s) // young.go, invariant 2
+	}
 	now := s.clock()
 	rows := s.broadcasts.Merge()
 	var sessionRows [2][]*sEntry

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/moqstats/moqstats"
+	"github.com/moqstats/moqstats/counters"
 	"github.com/moqstats/moqstats/internal/wiretest"
 	"github.com/moqstats/moqstats/memorigin"
 )
@@ -350,5 +351,20 @@ func TestRetainedKeyBackOnAnotherRoleStaysOffTheFirst(t *testing.T) {
 	}
 	if got := readFrame(t, o, s, moqstats.TrackSubscriber)["k"]; got != (Snapshot{Subscriptions: 1, Bytes: 3}) {
 		t.Fatalf("subscriber.json k = %+v, want the new guard's counts", got)
+	}
+}
+
+// A retained key's final counts survive their compact encoding exactly,
+// from zero to the largest uint64, in every field.
+func TestRetainedCountsRoundTripExactly(t *testing.T) {
+	for _, v := range []counters.Snapshot{
+		{},
+		{Announced: 1, Subscriptions: 3, SubscriptionsClosed: 3, Bytes: 1200},
+		{Announced: ^uint64(0), AnnouncedClosed: 1 << 63, Broadcasts: 127, BroadcastsClosed: 128, Subscriptions: 1 << 35,
+			SubscriptionsClosed: 1<<35 - 1, Bytes: ^uint64(0) - 1, Frames: 1 << 56, Groups: 300, AnnouncedBytes: 16383, Fetches: 16384, Datagrams: ^uint64(0)},
+	} {
+		if got := moqstats.KeptRoundTrip(v); got != v {
+			t.Errorf("kept %+v, got back %+v", v, got)
+		}
 	}
 }

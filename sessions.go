@@ -3,7 +3,6 @@ package moqstats
 import (
 	"runtime"
 	"sync"
-	"sync/atomic"
 
 	"github.com/moqstats/moqstats/counters"
 	"github.com/moqstats/moqstats/internal/moqpath"
@@ -65,7 +64,7 @@ func (sb *SessionBroadcasts) Subscribe(path string) *SubscriptionGuard {
 	sub.n++
 	g := &SubscriptionGuard{sb: sb, sub: sub}
 	if sb.s.leakCheck {
-		g.cleanup = runtime.AddCleanup(g, reclaimSubscription, subscriptionLeak{sb, sub})
+		sb.s.pushYoung(g)
 	}
 	return g
 }
@@ -73,10 +72,15 @@ func (sb *SessionBroadcasts) Subscribe(path string) *SubscriptionGuard {
 // SubscriptionGuard is one live subscription of a session to a broadcast.
 // Methods on a nil guard are no-ops.
 type SubscriptionGuard struct {
-	sb      *SessionBroadcasts
-	sub     *subscription
-	closed  atomic.Bool
-	cleanup runtime.Cleanup // zero without the leak check
+	sb  *SessionBroadcasts
+	sub *subscription
+	st  guardState
+}
+
+func (g *SubscriptionGuard) state() *guardState { return &g.st }
+
+func (g *SubscriptionGuard) register(s *Stats) {
+	g.st.publish(&registration{runtime.AddCleanup(g, s.reclaim.subscription, subscriptionLeak{g.sb, g.sub})})
 }
 
 // subscriptionLeak is what a dropped SubscriptionGuard's cleanup releases.
@@ -85,9 +89,9 @@ type subscriptionLeak struct {
 	sub *subscription
 }
 
-func reclaimSubscription(l subscriptionLeak) {
+func reclaimSubscription(s *Stats, l subscriptionLeak) {
 	l.sb.release(l.sub)
-	l.sb.s.reclaimed(subscriptionGuard, l.sub.key)
+	s.reclaimed(subscriptionGuard, l.sub.key)
 }
 
 // Close releases the subscription; when it was the session's last to the
@@ -96,8 +100,7 @@ func (g *SubscriptionGuard) Close() {
 	if g == nil {
 		return
 	}
-	g.cleanup.Stop()
-	if g.closed.CompareAndSwap(false, true) {
+	if g.st.close() {
 		g.sb.release(g.sub)
 	}
 }

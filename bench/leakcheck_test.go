@@ -9,11 +9,12 @@ import (
 
 // What the leak check can cost at best: the runtime mechanisms for noticing
 // that an object became unreachable, on a guard-sized object, next to the
-// allocation alone. moqstats registers a cleanup when a guard opens and
-// stops it in Close (add-stop); the others are what was measured before
-// settling on it:
+// allocation alone. moqstats registers a cleanup (add-stop) only for
+// guards still open at the next pass or collection (see young.go), so
+// guards that close young pay none of these; add-stop is what the others
+// were measured against, for the guards that live long:
 //
-//   - add-stop: runtime.AddCleanup at open, Cleanup.Stop at Close. Two
+//   - add-stop: runtime.AddCleanup, Cleanup.Stop at Close. Two
 //     allocations (the argument's box and the call record) and two
 //     acquisitions of the heap's global specials lock.
 //   - add-run: AddCleanup without Stop, the cleanup finding the guard

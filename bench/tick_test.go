@@ -18,6 +18,15 @@ import (
 
 var tickSizes = []int{10_000, 100_000}
 
+// flushSizes are BenchmarkFlush's sizes: tickSizes and a million entries,
+// which -short (make test's smoke run) leaves out.
+func flushSizes() []int {
+	if testing.Short() {
+		return tickSizes
+	}
+	return append(slices.Clone(tickSizes), 1_000_000)
+}
+
 // maxTickEntries is MaxEntries for the tick benchmarks: above the largest
 // size, which the default (65,536) would fold.
 const maxTickEntries = 1 << 20
@@ -35,7 +44,7 @@ func tickPaths(n int) []string {
 // atomics into a map and encoding/json.Marshal it. "idle" is the pass when
 // nothing changed, which must allocate nothing that grows with N.
 func BenchmarkFlush(b *testing.B) {
-	for _, n := range tickSizes {
+	for _, n := range flushSizes() {
 		paths := tickPaths(n)
 		b.Run(fmt.Sprintf("changed/N=%d/moqstats", n), func(b *testing.B) {
 			s, tracks := flushSetup(b, paths)

@@ -92,6 +92,9 @@ type Lane struct {
 
 func (l *Lane) cell() *Cell { return (*Cell)(atomic.LoadPointer(&l.c)) }
 
+// Cell returns the cell l is attached to now, nil when it is detached.
+func (l *Lane) Cell() *Cell { return l.cell() }
+
 // Add adds n to counter i of the lane's cell, or does nothing when the
 // lane is detached. i must be in [0, Width); callers pass constants.
 func (l *Lane) Add(i int, n uint64) {

@@ -122,11 +122,16 @@ type Track[V Value] struct {
 	// reached the wire (0: none yet).
 	pass, good uint64
 
-	// The frame of the current tick: quoted keys and values, in offer
-	// order. buf holds the frame encoded so far: '{' and the first
-	// encoded members.
+	// The frame of the current tick: quoted keys and where their values
+	// are, in offer order. A row in the frame has its value in its
+	// Emitted (Offer leaves e.v equal to the value offered), which the
+	// next Offer of the key, a tick later, is the first to change: so the
+	// track keeps a pointer, 8 bytes a row rather than a copy of the value
+	// (96 for a broadcast's). buf holds the frame encoded so far: '{' and
+	// the first encoded members.
 	keys    []string
-	vals    []V
+	vals    []*Emitted[V]
+	chunk   []V // scratch: values copied out for AppendMembers
 	buf     []byte
 	encoded int
 	// changed reports whether some key in this tick's frame differs from
@@ -192,7 +197,7 @@ func (t *Track[V]) Offer(key, quoted string, cur V, e *Emitted[V]) {
 		e.v, e.pass = cur, t.pass
 	}
 	t.keys = append(t.keys, quoted)
-	t.vals = append(t.vals, cur)
+	t.vals = append(t.vals, e)
 }
 
 // patchRow adds the row's member to this tick's patch, if the frame before
@@ -281,22 +286,40 @@ func (t *Track[V]) Encode() {
 
 func (t *Track[V]) encode() {
 	if t.buf == nil {
-		// An eighth more than the last frame, so that counters gaining
-		// digits do not reallocate the buffer every tick.
-		if want := len(t.last) + len(t.last)/8; cap(t.next) < want {
-			t.next = make([]byte, 0, want)
+		// The spare buffer is reused while it has room for the last
+		// frame and a 128th more (counters gain digits); a new one gets
+		// a 32nd more, so a slowly growing frame reallocates once in many
+		// ticks. Frames are most of what a pass keeps per key, and a
+		// track keeps two (the last and the spare), so both stay within a
+		// few percent of a frame (see Wrote).
+		if cap(t.next) < len(t.last)+len(t.last)/128 {
+			t.next = make([]byte, 0, len(t.last)+len(t.last)/32)
 		}
 		t.buf = append(t.next[:0], '{')
 	}
 	if t.encoded == len(t.keys) {
 		return
 	}
-	if t.encoded > 0 {
-		t.buf = append(t.buf, ',')
+	for t.encoded < len(t.keys) {
+		n := min(len(t.keys)-t.encoded, encodeChunk)
+		if cap(t.chunk) < encodeChunk {
+			t.chunk = make([]V, encodeChunk)
+		}
+		chunk := t.chunk[:n]
+		for i, e := range t.vals[t.encoded : t.encoded+n] {
+			chunk[i] = e.v
+		}
+		if t.encoded > 0 {
+			t.buf = append(t.buf, ',')
+		}
+		t.buf = t.AppendMembers(t.buf, t.keys[t.encoded:t.encoded+n], chunk)
+		t.encoded += n
 	}
-	t.buf = t.AppendMembers(t.buf, t.keys[t.encoded:], t.vals[t.encoded:])
-	t.encoded = len(t.keys)
 }
+
+// encodeChunk is how many values encode copies out of their Emitted at a
+// time.
+const encodeChunk = 64
 
 func (t *Track[V]) written() bool { return t.good > 0 }
 
@@ -339,6 +362,11 @@ func (t *Track[V]) Wrote(frame []byte) {
 	t.lastLen = len(t.keys)
 	if len(frame) > 0 && (len(t.last) == 0 || &frame[0] != &t.last[0]) {
 		t.last, t.next = frame, t.last
+		if cap(t.next) > len(frame)+len(frame)/8+64 {
+			// Append's growth slack (the first frame's, or a jump):
+			// let encode allocate one to size.
+			t.next = nil
+		}
 	}
 }
 

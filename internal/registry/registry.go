@@ -125,8 +125,10 @@ import (
 
 // InlineKey is how many bytes of quoted key an Entry holds in itself.
 // Longer keys live in an allocation of their own. Sized so that package
-// moqstats' broadcast entries come to 512 bytes: see its broadcastEntry.
-const InlineKey = 168
+// moqstats' broadcast entries come to 384 bytes: see its broadcastEntry.
+// Quoted keys up to 40 bytes (paths up to 38, unescaped) fit; a longer key
+// costs its own allocation, and the pass one more object to read.
+const InlineKey = 40
 
 // Entry is one key's value and the bookkeeping that decides its lifetime.
 //
@@ -523,6 +525,11 @@ func (m *Map[T, R]) Merge() []*Entry[T] {
 		out = m.appendNew(out, e)
 	}
 	clear(batch)
+	if cap(batch) > 2*len(batch)+64 {
+		// A burst of new keys is over: let its room go rather than keep
+		// a word per key.
+		m.batch = nil
+	}
 	m.rows, m.spare = out, m.rows
 	clear(m.spare)
 	return m.rows
