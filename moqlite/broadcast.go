@@ -103,22 +103,38 @@ type group struct {
 	seq    uint64
 	frames [][]byte
 	size   int
+	// start is the track's byte offset (track.written) at the group's
+	// first frame, so a subscriber knows how far behind it is.
+	start int64
+	// placeholder marks the empty group a track holds before its first
+	// write, so a subscriber that joins then has a place to wait; it
+	// never gets a frame and opens no stream.
+	placeholder bool
 	// closed: no frame will be appended (a newer group started, or the
-	// track ended). next is the newer group, nil at the track's end.
+	// track ended). next is the newer group; nil at the track's end, or
+	// once the group is evicted from the track's window (then cut says
+	// whether a subscriber was still in it).
 	closed bool
 	next   *group
+	cut    bool
+	// refs counts the subscriptions whose cur is this group.
+	refs int
 }
 
-// track holds the latest group and the subscriptions to it. Older groups
-// stay reachable only from subscriptions still writing them.
+// track holds its recent groups, from oldest to latest linked by next,
+// and the subscriptions to them. Older groups stay reachable only from a
+// subscription still writing one, and then one each: eviction cuts their
+// link forward (see the package doc, Invariants).
 type track struct {
 	name string
 	srv  *Server
 
-	mu     sync.Mutex
-	latest *group
-	seq    uint64 // the next group's sequence
-	ended  bool
+	mu      sync.Mutex
+	latest  *group // nil before the first write or subscriber
+	oldest  *group // the window's first group; latest reached by next
+	written int64  // bytes written to the track, the producer's offset
+	seq     uint64 // the next group's sequence
+	ended   bool
 	// subs is replaced, never changed in place, when a subscription
 	// leaves (add appends past its end, which no earlier slice of it
 	// sees), so a slice taken under mu stays as it was after mu is
@@ -126,6 +142,11 @@ type track struct {
 	subs []*subscription
 }
 
+// write appends frame to the latest group, or to a new one. It does the
+// same work however many subscribe: it neither visits nor moves any
+// subscription (each writer finds on waking how far behind it is, and
+// skips itself); evicting groups from the window is amortized, each group
+// evicted once.
 func (t *track) write(frame []byte, newGroup bool) error {
 	buf := append([]byte(nil), frame...)
 	t.mu.Lock()
@@ -135,34 +156,55 @@ func (t *track) write(frame []byte, newGroup bool) error {
 	}
 	g := t.latest
 	if newGroup {
-		ng := &group{seq: t.seq}
+		ng := &group{seq: t.seq, start: t.written}
 		t.seq++
 		if g != nil {
 			g.closed = true
 			g.next = ng
+		} else {
+			t.oldest = ng
 		}
 		t.latest, g = ng, ng
-	} else if g == nil || g.closed {
+	} else if g == nil || g.closed || g.placeholder {
 		return ErrNoGroup
 	}
 	g.frames = append(g.frames, buf)
 	g.size += len(buf)
-	for _, sub := range t.subs {
-		sub.added(g, len(buf), newGroup)
-	}
+	t.written += int64(len(buf))
+	t.evict()
 	if len(t.subs) > 0 {
 		// Waking a writer readies its goroutine, which costs more than
-		// the bookkeeping above, and the woken writers would queue on mu
-		// while this loop holds it. A goroutine of its own wakes them
+		// the write itself, and the woken writers would queue on mu
+		// while a loop here held it. A goroutine of its own wakes them
 		// after mu is released, so what a write costs the producer (the
-		// stats pass) grows with subscribers by the bookkeeping alone.
+		// stats pass) does not grow with subscribers.
 		go wakeAll(t.subs)
 	}
 	return nil
 }
 
+// evict moves the window's start past the groups no subscription needs:
+// those no subscription is in, and those whose subscriptions are more than
+// MaxQueuedBytes behind (they skip to the latest group on waking, so the
+// rest of the chain is not theirs to hold). An evicted group's link
+// forward is cut, so a writer stalled in it holds that group alone. Each
+// group is evicted once, so a write's share is O(1). Called under mu.
+func (t *track) evict() {
+	limit := int64(t.srv.cfg.MaxQueuedBytes)
+	for o := t.oldest; o != t.latest; o = t.oldest {
+		// Everything after o is more than limit: a writer in o is at
+		// least that far behind (its offset is at most o's end).
+		far := t.written-o.next.start > limit
+		if o.refs > 0 && !far {
+			break
+		}
+		o.cut = o.refs > 0
+		t.oldest, o.next = o.next, nil
+	}
+}
+
 // wakeAll nudges each subscription's writer, after the write that
-// positioned them (under mu) is complete.
+// woke them is complete (under mu).
 func wakeAll(subs []*subscription) {
 	for _, sub := range subs {
 		sub.wakeUp()
@@ -186,17 +228,20 @@ func (t *track) end() []*subscription {
 
 // add registers sub at the latest group's first frame, so a late
 // subscriber starts from a group's beginning (a compressed track's
-// snapshot). false if the track has ended.
+// snapshot); before the first write, at a placeholder that the first group
+// follows. false if the track has ended.
 func (t *track) add(sub *subscription) bool {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.ended {
 		return false
 	}
-	sub.cur = t.latest
-	if sub.cur != nil {
-		sub.queued = sub.cur.size
+	if t.latest == nil {
+		t.latest = &group{placeholder: true}
+		t.oldest = t.latest
 	}
+	sub.cur, sub.idx, sub.pos = t.latest, 0, t.latest.start
+	t.latest.refs++
 	t.subs = append(t.subs, sub)
 	return true
 }
@@ -212,5 +257,8 @@ func (t *track) remove(sub *subscription) {
 			break
 		}
 	}
-	sub.cur = nil // let old groups go
+	if sub.cur != nil {
+		sub.cur.refs--
+		sub.cur = nil // let old groups go
+	}
 }

@@ -20,17 +20,28 @@
 //
 // # Invariants
 //
-//   - A write never waits on the network. WriteFrame copies the frame into
-//     the track's group and moves each subscriber's position under the
-//     track's lock; a goroutine of its own then nudges each subscriber's
-//     writer (a non-blocking send), so the writer's cost grows with
-//     subscribers only by that bookkeeping. Writers take frames under the
+//   - A write never waits on the network, and costs the same however many
+//     subscribe. WriteFrame copies the frame into the track's latest
+//     group and adds its length to the track's byte offset under the
+//     track's lock; it neither visits nor moves a subscription. A
+//     goroutine of its own then nudges each subscriber's writer (a
+//     non-blocking send), off the producer. Writers take frames under the
 //     lock and write outside it.
 //   - A subscriber that falls MaxQueuedBytes behind skips to the latest
-//     group. The producer moves its position (under the same lock), so a
-//     stalled subscriber holds at most that much of older groups alive
-//     and never slows the producer or another subscriber; a group stream it
-//     leaves unfinished is reset (CodeSkipped), never ended as if whole.
+//     group: its writer, whenever it takes a frame, compares its own
+//     offset with the track's, and past the cap moves to the latest
+//     group's first frame. A group stream it leaves unfinished is reset
+//     (CodeSkipped), never ended as if whole.
+//   - A stalled subscriber holds at most about MaxQueuedBytes of older
+//     groups alive (plus the latest), never an unbounded chain. The track
+//     keeps a window of groups, from the oldest one a subscription is in
+//     to the latest, linked forward; each group counts the subscriptions
+//     in it. On each write the window's start moves past groups no
+//     subscription is in and past groups with more than MaxQueuedBytes
+//     written after them (whose subscriptions are past the cap and skip
+//     when they next take a frame), cutting each one's link forward, so a
+//     writer stalled in one holds that group alone. Each group leaves the
+//     window once: the write's share is O(1).
 //   - Frames of a group go out in order on one stream, groups in order:
 //     a subscriber's writer opens group n+1's stream only after ending
 //     group n's.
@@ -52,6 +63,36 @@
 //     untaken groups are kept (the oldest stopped), and a group holding
 //     MaxGroupBytes unread is not read further until its reader takes a
 //     frame, so the transport's flow control holds the server back.
+//
+// # Writers and the producer
+//
+// The producer (track.write) and a subscription's writer meet only under
+// the track's lock, and only the writer moves its position; the races
+// that leaves, and why each is harmless:
+//
+//   - Joining: a subscription is added at the latest group's first frame
+//     (before any write, at an empty placeholder group that the first
+//     group follows), and counted in that group, under the lock, so the
+//     group cannot leave the window before the writer starts. Its writer
+//     looks at its group before it first waits, so frames written before
+//     it started are not waited for.
+//   - Wake-ups are never lost: a writer waits only after finding, under
+//     the lock, nothing to send; a write after that is followed by a
+//     nudge into the writer's one-slot channel (from a list taken under
+//     the lock after the write, which holds every subscription added
+//     before it), which the writer's wait then takes. A nudge to a writer
+//     that found the frame already is one spare loop.
+//   - Skipping: a writer past the cap is at least as far behind as the
+//     bytes after its group, so a group that left the window for being
+//     too far behind is never followed by its (cut) link: the writer
+//     skips first. A group evicted because no one was in it has no
+//     writer in it.
+//   - Removal: the writer removes its subscription as it returns (or the
+//     server before starting it), so the count of the group it was in
+//     drops and the next write may move the window past it.
+//   - Ending: the track's end closes the latest group, which has no next;
+//     each writer drains to it, ends its stream and finishes, and the
+//     window plays no part.
 //
 // # Ending a subscription
 //

@@ -139,9 +139,10 @@ type ServerStats struct {
 	Sessions      int
 	SessionsTotal uint64
 	Refusals      Refusals
-	// GroupsSkipped counts groups a subscriber skipped because it fell
-	// MaxQueuedBytes behind; WriteTimeouts, group streams abandoned after
-	// WriteTimeout.
+	// GroupsSkipped counts the skips of a subscriber that fell
+	// MaxQueuedBytes behind, each counted when its writer skips (a writer
+	// blocked on the network skips once the write returns); WriteTimeouts,
+	// group streams abandoned after WriteTimeout.
 	GroupsSkipped uint64
 	WriteTimeouts uint64
 }

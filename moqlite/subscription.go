@@ -12,11 +12,12 @@ import (
 // subscription serves one SUBSCRIBE: a writer goroutine sends the track's
 // groups, each on its own uni stream, in order.
 //
-// Its position (cur, idx) and queued are guarded by the track's mu: the
-// producer (track.write) advances them when the subscriber falls
-// MaxQueuedBytes behind, so a stalled subscriber never holds more than that
-// of old groups alive and never slows the producer; the writer takes
-// frames from them under the same lock and writes outside it.
+// Its position (cur, idx, pos) is guarded by the track's mu and moved only
+// by its writer: on taking a frame, it compares its offset with the
+// track's (track.written) and, more than MaxQueuedBytes behind, skips to
+// the latest group. The producer never visits a subscription, so it is
+// never slowed by one; a stalled one holds at most its own group alive
+// (track.evict cuts the links past it).
 type subscription struct {
 	sess   *session
 	id     uint64
@@ -24,9 +25,9 @@ type subscription struct {
 	stream transport.BidiStream
 
 	// guarded by tr.mu
-	cur       *group // the group being sent, nil before the track's first
+	cur       *group // the group being sent (counted in its refs); nil once removed
 	idx       int    // the next frame of cur to send
-	queued    int    // bytes of frames from (cur, idx) to the track's end
+	pos       int64  // the track's offset of that frame
 	abandoned *group // a group whose stream was reset; its frames are skipped
 
 	timedOut atomic.Bool   // the peer did not end its half within CloseTimeout
@@ -35,21 +36,12 @@ type subscription struct {
 	done     chan struct{} // closed when the writer has finished
 }
 
-// added is called by the producer, under tr.mu, for each frame on the
-// track; it never blocks. The producer wakes the writer afterwards
-// (wakeAll).
-func (s *subscription) added(g *group, n int, newGroup bool) {
-	if s.cur == nil {
-		s.cur, s.idx, s.queued = g, 0, 0
-	}
-	s.queued += n
-	if s.queued > s.sess.srv.cfg.MaxQueuedBytes && s.cur != g {
-		// Behind by more than the cap: skip to the latest group from its
-		// first frame, as MoQ subscribers do. The writer resets the stream
-		// of the group it leaves.
-		s.sess.srv.stats.groupsSkipped.Add(1)
-		s.cur, s.idx, s.queued = g, 0, g.size
-	}
+// moveTo makes g the group being sent, from its first frame. Called under
+// tr.mu.
+func (s *subscription) moveTo(g *group) {
+	s.cur.refs--
+	g.refs++
+	s.cur, s.idx, s.pos = g, 0, g.start
 }
 
 func (s *subscription) wakeUp() {
@@ -92,18 +84,25 @@ func (s *subscription) run() {
 		t.mu.Lock()
 		for {
 			g = s.cur
-			if stGroup != nil && stGroup != g {
-				// The producer moved us past the group st carries.
-				leave, st, stGroup = st, nil, nil
-			}
 			if g == nil {
-				finish = t.ended
-				break
+				panic("BUG: moqlite: a subscription's writer runs after its removal")
+			}
+			if g != t.latest && (g.cut || t.written-s.pos > int64(srv.cfg.MaxQueuedBytes)) {
+				// Behind by more than the cap: skip to the latest group from
+				// its first frame, as MoQ subscribers do. The stream of the
+				// group left is reset below.
+				srv.stats.groupsSkipped.Add(1)
+				s.moveTo(t.latest)
+				g = s.cur
+			}
+			if stGroup != nil && stGroup != g {
+				// We skipped past the group st carries.
+				leave, st, stGroup = st, nil, nil
 			}
 			if s.idx < len(g.frames) {
 				frame = g.frames[s.idx]
 				s.idx++
-				s.queued -= len(frame)
+				s.pos += int64(len(frame))
 				if g == s.abandoned {
 					frame = nil
 					continue
@@ -118,10 +117,11 @@ func (s *subscription) run() {
 				closeSt, st, stGroup = st, nil, nil
 			}
 			if g.next == nil {
+				// The track's end (a cut group was skipped above).
 				finish = true
 				break
 			}
-			s.cur, s.idx = g.next, 0
+			s.moveTo(g.next)
 			if closeSt != nil {
 				g = nil
 				break // close outside the lock, then continue
