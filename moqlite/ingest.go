@@ -261,8 +261,8 @@ func (ss *session) relay(c *Client, path string, cfg IngestConfig, unannounced <
 		return r.b.Close()
 	}
 	// The session was lost, not the broadcast: it stays published for
-	// Linger, for the peer to come back to, and every track skips a
-	// sequence, so its subscribers see what was missed as a gap.
+	// Linger, for the peer to come back to and go on where it stopped
+	// (relayTrack), any group it missed showing as a sequence skipped.
 	srv.mu.Lock()
 	r.attached = false
 	r.linger = time.AfterFunc(cfg.Linger, func() {
