@@ -109,19 +109,15 @@ func testAggregatorCluster(t *testing.T, transportName string, compressed bool) 
 				t.Fatal(err)
 			}
 		}
-		deadline := time.Now().Add(30 * time.Second)
-		for {
+		waitUntil(t, func() string {
 			d := matches(agg.View(time.Now()), l)
 			if d == "" {
-				return
+				return ""
 			}
-			if time.Now().After(deadline) {
-				errMu.Lock()
-				defer errMu.Unlock()
-				t.Fatalf("%s: the cluster's totals differ from the ledgers:\n%s\nerrors: %v", stage, d, errs)
-			}
-			time.Sleep(5 * time.Millisecond)
-		}
+			errMu.Lock()
+			defer errMu.Unlock()
+			return fmt.Sprintf("%s: the cluster's totals differ from the ledgers:\n%s\nerrors: %v", stage, d, errs)
+		})
 	}
 	run := func(steps int, nodes ...*uplinked) {
 		for range steps {

@@ -249,6 +249,23 @@ func matches(v *consumer.View, l ledger) string {
 	return strings.Join(diff, "\n")
 }
 
+// waitUntil polls what until it returns "", failing the test with its last
+// answer after 30 seconds.
+func waitUntil(t *testing.T, what func() string) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		msg := what()
+		if msg == "" {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatal(msg)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
 // trackGaps is the Gaps reported per node and track.
 type trackGaps map[[2]string]uint64
 
@@ -344,19 +361,15 @@ func testClusterTotals(t *testing.T, transportName string, compressed bool) {
 			for n.stats.Flush() != nil {
 			}
 		}
-		deadline := time.Now().Add(30 * time.Second)
-		for {
+		waitUntil(t, func() string {
 			d := matches(agg.View(time.Now()), l)
 			if d == "" {
-				return
+				return ""
 			}
-			if time.Now().After(deadline) {
-				errMu.Lock()
-				defer errMu.Unlock()
-				t.Fatalf("%s: the follower's totals differ from the ledger:\n%s\nfollower errors: %v", stage, d, followErrs)
-			}
-			time.Sleep(5 * time.Millisecond)
-		}
+			errMu.Lock()
+			defer errMu.Unlock()
+			return fmt.Sprintf("%s: the follower's totals differ from the ledger:\n%s\nfollower errors: %v", stage, d, followErrs)
+		})
 	}
 	run := func(steps int, nodes ...*node) {
 		for range steps {
@@ -411,22 +424,15 @@ func testClusterTotals(t *testing.T, transportName string, compressed bool) {
 	// ... and every loss is reported: each track followed through the cut
 	// is subscribed again, which is a Gap (a track whose values did not
 	// change may be subscribed after the totals caught up).
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		gapsCut, missing := gapsOf(agg), ""
+	waitUntil(t, func() string {
+		gapsCut := gapsOf(agg)
 		for k, n := range gapsAfter {
 			if gapsCut[k] <= n {
-				missing = fmt.Sprintf("track %v: %d gaps before the cut and %d after, want more", k, n, gapsCut[k])
+				return fmt.Sprintf("track %v: %d gaps before the cut and %d after, want more", k, n, gapsCut[k])
 			}
 		}
-		if missing == "" {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal(missing)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+		return ""
+	})
 
 	// edge/1 restarts: its second life counts from zero again, and the
 	// follower must add the lives, not take the second for the first.
@@ -439,8 +445,7 @@ func testClusterTotals(t *testing.T, transportName string, compressed bool) {
 	edge2.close(t, l)
 	edge1.close(t, l)
 	caughtUp("both closed")
-	deadline = time.Now().Add(30 * time.Second)
-	for {
+	waitUntil(t, func() string {
 		ended := 0
 		v := agg.View(time.Now())
 		for _, tr := range v.Tracks {
@@ -449,13 +454,10 @@ func testClusterTotals(t *testing.T, transportName string, compressed bool) {
 			}
 		}
 		if ended == len(v.Tracks) && len(v.Tracks) == 2*len(moqstats.Tracks()) {
-			break
+			return ""
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%d of %d tracks ended, want all %d of both nodes", ended, len(v.Tracks), 2*len(moqstats.Tracks()))
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+		return fmt.Sprintf("%d of %d tracks ended, want all %d of both nodes", ended, len(v.Tracks), 2*len(moqstats.Tracks()))
+	})
 	errMu.Lock()
 	defer errMu.Unlock()
 	for _, err := range followErrs {
