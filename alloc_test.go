@@ -146,7 +146,9 @@ func TestGuardsStayInTheirSizeClasses(t *testing.T) {
 			t.Errorf("%s is %d bytes, want %d", name, size, want[name])
 		}
 	}
-	if size := moqstats.YoungListSize; size%moqstats.LineSize != 0 {
-		t.Errorf("a young list is %d bytes, want a multiple of the %d-byte line so that no two Ps' lists share one", size, moqstats.LineSize)
+	// A power of two from 1 KiB up is a size class whose objects are
+	// aligned to their size, so no two Ps' rings share a line.
+	if size := moqstats.YoungRingSize; size < 1024 || size&(size-1) != 0 {
+		t.Errorf("a young ring is %d bytes, want a power of two of at least 1024", size)
 	}
 }

@@ -74,7 +74,7 @@ func (sl *slot) pin() bool { return pinOn(&sl.Counters, counters.Pins, &sl.entry
 // state of the entry c belongs to (package registry: count, then check).
 // If the entry was collected meanwhile it withdraws the pin and reports
 // false. Guard opens call it, never bumps.
-func pinOn(c interface{ Add(i int, n uint64) }, i int, st *registry.State) bool {
+func pinOn[C interface{ Add(i int, n uint64) }](c C, i int, st *registry.State) bool {
 	c.Add(i, 1)
 	if st.Admit() {
 		return true

@@ -150,17 +150,20 @@ func SetHookRegistering(f func()) (restore func()) {
 	return func() { testHookRegistering.Store(nil) }
 }
 
-// YoungCap is how many guards a young list holds.
-const YoungCap = youngCap
+// YoungSlots is how many guards of one kind a young ring holds.
+const YoungSlots = youngSlots
+
+// YoungRingSize is a young ring's size in bytes.
+const YoungRingSize = unsafe.Sizeof(youngRing{})
 
 // YoungLists returns how many young lists s has.
 func YoungLists(s *Stats) int { return len(s.young.lists) }
 
 // IsYoung reports whether a checked track guard is open and not
 // registered yet.
-func IsYoung(t *TrackGuard) bool { return (*checkedTrackGuard)(unsafe.Pointer(t)).st.young() }
+func IsYoung(t *TrackGuard) bool { return (*checkedTrackGuard)(unsafe.Pointer(t)).young() }
 
-// Guard sizes, and a young list's padded size.
+// Guard sizes.
 var GuardSizes = map[string]uintptr{
 	"TrackGuard":        unsafe.Sizeof(TrackGuard{}),
 	"checkedTrackGuard": unsafe.Sizeof(checkedTrackGuard{}),
@@ -168,8 +171,6 @@ var GuardSizes = map[string]uintptr{
 	"SubscriptionGuard": unsafe.Sizeof(SubscriptionGuard{}),
 	"SessionGuard":      unsafe.Sizeof(SessionGuard{}),
 }
-
-const YoungListSize = unsafe.Sizeof(youngList{})
 
 // KeptRoundTrip encodes v as a retained key keeps it and decodes it back.
 func KeptRoundTrip(v counters.Snapshot) counters.Snapshot {

@@ -89,12 +89,10 @@ func (s *Stats) makeReclaimers() {
 func newBroadcastGuard(s *Stats, sl *slot, nameLen uint64) *BroadcastGuard {
 	g := &BroadcastGuard{s: s, sl: sl, nameLen: nameLen}
 	if s.leakCheck {
-		s.pushYoung(g)
+		s.pushYoung(broadcastGuard, unsafe.Pointer(g))
 	}
 	return g
 }
-
-func (g *BroadcastGuard) state() *guardState { return &g.st }
 
 func (g *BroadcastGuard) register(s *Stats) {
 	g.st.publish(&registration{runtime.AddCleanup(g, s.reclaim.broadcast, broadcastLeak{g.sl, g.nameLen})})
@@ -165,17 +163,26 @@ type checkedTrackGuard struct {
 	st         guardState
 }
 
-func (c *checkedTrackGuard) state() *guardState { return &c.st }
+// young reports whether the guard is open and unregistered: a track
+// guard is closed when its lane is detached (young.go, invariant 3).
+func (c *checkedTrackGuard) young() bool { return c.st.young() && c.lane.Cell() != nil }
 
 // register captures the cell the lane is attached to now: Repin never moves
 // a lane off or onto the base cell, so it is base exactly when the cell
-// Attach returned was, which is what Abandon needs.
+// Attach returned was, which is what Abandon needs. The registration is
+// stored and the lane looked at again after it; Close detaches and then
+// looks at the registration (young.go, invariant 3).
 func (c *checkedTrackGuard) register(s *Stats) {
 	cell := c.lane.Cell()
 	if cell == nil {
-		return // closed: Close swaps the state before it detaches
+		return // closed
 	}
-	c.st.publish(&registration{runtime.AddCleanup(c, s.reclaim.track, trackLeak{c.sl, cell, c.fetch})})
+	r := &registration{runtime.AddCleanup(c, s.reclaim.track, trackLeak{c.sl, cell, c.fetch})}
+	registering()
+	c.st.reg.Store(r)
+	if c.lane.Cell() == nil {
+		r.cleanup.Stop() // Close detached meanwhile, and may not have seen r
+	}
 }
 
 // trackLeak is what a dropped TrackGuard's cleanup closes: the cell its
@@ -212,7 +219,7 @@ func openTrack(s *Stats, sl *slot, fetch bool) *TrackGuard {
 		t.lane.Add(counters.Subscriptions, 1)
 	}
 	if c != nil {
-		s.pushYoung(c)
+		s.pushYoung(trackGuard, unsafe.Pointer(c))
 	}
 	return t
 }
@@ -270,12 +277,15 @@ func (t *TrackGuard) Close() {
 	if t == nil {
 		return
 	}
+	cell := t.sl.Detach(&t.lane)
 	if t.checked {
-		// t is the first field of a checkedTrackGuard allocation. Before
+		// t is the first field of a checkedTrackGuard allocation. After
 		// the detach: see checkedTrackGuard.register.
-		(*checkedTrackGuard)(unsafe.Pointer(t)).st.close()
+		if r := (*checkedTrackGuard)(unsafe.Pointer(t)).st.reg.Load(); r != nil {
+			r.cleanup.Stop()
+		}
 	}
-	if cell := t.sl.Detach(&t.lane); cell != nil {
+	if cell != nil {
 		if !t.fetch {
 			cell[counters.SubscriptionsClosed].Add(1)
 		}
@@ -294,12 +304,10 @@ type SessionGuard struct {
 func newSessionGuard(s *Stats, e *sEntry) *SessionGuard {
 	g := &SessionGuard{e: e}
 	if s.leakCheck {
-		s.pushYoung(g)
+		s.pushYoung(sessionGuard, unsafe.Pointer(g))
 	}
 	return g
 }
-
-func (g *SessionGuard) state() *guardState { return &g.st }
 
 func (g *SessionGuard) register(s *Stats) {
 	g.st.publish(&registration{runtime.AddCleanup(g, s.reclaim.session, g.e)})

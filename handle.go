@@ -195,10 +195,12 @@ func (b BroadcastStats) track(r role, fetch bool) *TrackGuard {
 	if !b.live() {
 		return nil
 	}
-	var t *TrackGuard
-	b.s.broadcasts.Pin(b.e.Key(), b.e, func(e *bEntry) bool {
-		t = openTrack(b.s, slotOf(e, slotIndex(b.tier, r)), fetch)
-		return t != nil
-	})
-	return t
+	// b.e pins nothing and may have been collected since: move on to its
+	// successor if so, as registry.Map.Pin does (a loop here rather than
+	// Pin's callback keeps the open free of an indirect call).
+	for e := b.e; ; e = b.s.broadcasts.Live(e.Key()) {
+		if t := openTrack(b.s, slotOf(e, slotIndex(b.tier, r)), fetch); t != nil {
+			return t
+		}
+	}
 }

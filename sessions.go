@@ -3,6 +3,7 @@ package moqstats
 import (
 	"runtime"
 	"sync"
+	"unsafe"
 
 	"github.com/moqstats/moqstats/counters"
 	"github.com/moqstats/moqstats/internal/moqpath"
@@ -64,7 +65,7 @@ func (sb *SessionBroadcasts) Subscribe(path string) *SubscriptionGuard {
 	sub.n++
 	g := &SubscriptionGuard{sb: sb, sub: sub}
 	if sb.s.leakCheck {
-		sb.s.pushYoung(g)
+		sb.s.pushYoung(subscriptionGuard, unsafe.Pointer(g))
 	}
 	return g
 }
@@ -76,8 +77,6 @@ type SubscriptionGuard struct {
 	sub *subscription
 	st  guardState
 }
-
-func (g *SubscriptionGuard) state() *guardState { return &g.st }
 
 func (g *SubscriptionGuard) register(s *Stats) {
 	g.st.publish(&registration{runtime.AddCleanup(g, s.reclaim.subscription, subscriptionLeak{g.sb, g.sub})})

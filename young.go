@@ -3,7 +3,6 @@ package moqstats
 import (
 	"math/bits"
 	"runtime"
-	"sync"
 	"sync/atomic"
 	"unsafe"
 	"weak"
@@ -17,50 +16,71 @@ import (
 // lock and allocate, which costs more than a whole guard open and close,
 // and several Ps churning guards fight over that lock. Most guards in
 // churn close within moments of opening. So a guard does not register its
-// cleanup when it opens: it is pushed on a young list, one of a small set
-// indexed by P, and registered only if it is still open when the list is
-// drained. A guard that closes young costs a push and one atomic swap.
+// cleanup when it opens: it is put in a young ring, one per guard kind in
+// each of a small set of lists indexed by P, and registered only if it is
+// still open when it leaves the ring. A guard that closes young costs one
+// atomic swap into the ring and a load of the guard it displaces.
+//
+// A guard's slot in its ring is picked from its address: each P allocates
+// from spans of its own, in address order, so a P's guards of one kind
+// walk their ring slot by slot, and a slot comes round again only after
+// youngSlots/2 or more younger guards; by then the guard in it has almost
+// always closed.
 //
 // # Invariants
 //
-//  1. A young list holds its guards strongly, so a guard dropped while
-//     young stays reachable until a drain registers it; the collection
-//     after that finds it unreachable and runs its cleanup.
-//  2. Every guard in a list is drained eventually: every pass drains all
-//     lists, and so does the first drain after each garbage collection
-//     (a cleanup on a sentinel object, re-armed every cycle, until
-//     Close). A list that fills is compacted by the guard pushing onto
-//     it, dropping closed guards; when over half are still open it is
-//     drained at once.
-//  3. Close and the registrar agree through one atomic word per guard
+//  1. A ring holds its guards strongly, so a guard dropped while young
+//     stays reachable until it leaves the ring; whoever takes it out holds
+//     it while registering it, and the collection after that finds it
+//     unreachable and runs its cleanup.
+//  2. Each guard leaves its ring exactly once, by an atomic swap: either a
+//     younger guard displaces it (the guard opening then registers it if
+//     it is still young), or a drain takes it. Every pass drains every
+//     ring, and so does the first drain after each garbage collection (a
+//     cleanup on a sentinel object, re-armed every cycle, until Close).
+//  3. Close and the registrar agree through the guard's state word
 //     (guardState.reg): nil while open and unregistered, the registration
-//     once registered, closedMark once closed. Close swaps in closedMark:
-//     if it finds a registration it stops the cleanup while the guard is
-//     reachable (Close holds it), so the cleanup never runs. The registrar
-//     adds the cleanup, while the list keeps the guard reachable, and
-//     publishes it with a compare-and-swap from nil: if that fails, Close
-//     came first, and the registrar stops the cleanup it added. So a guard
-//     is closed once, by Close or by its cleanup, never both, and a guard
-//     closed by Close is never reclaimed.
+//     once registered, and, for guards other than track guards, closedMark
+//     once closed. Such a Close swaps in closedMark, and stops a
+//     registration it finds while the guard is reachable (Close holds it);
+//     the registrar adds the cleanup and publishes it with a compare-and-
+//     swap from nil, and stops the cleanup it added when that fails. A
+//     track guard is closed by detaching its lane, which its Close does
+//     anyway, so its Close pays no second atomic: it detaches and then
+//     loads the state word, while the registrar stores the registration
+//     and then loads the lane. Both are sequentially consistent, so at
+//     least one of them sees the other, and whichever does stops the
+//     cleanup (stopping twice is harmless). So a guard is closed once, by
+//     Close or by its cleanup, never both, and a guard closed by Close is
+//     never reclaimed.
 //
 // # When a dropped guard is reclaimed
 //
 // Had it been registered when it opened, a dropped guard would be
 // reclaimed by the first collection after it became unreachable. One
-// dropped while young is registered by the first drain after it was
-// dropped, the next pass or the drain after the next collection, whichever
-// comes first, and reclaimed by the collection after that: one collection
+// dropped while young is registered when it leaves its ring (at the next
+// pass, the drain after the next collection, or when displaced, whichever
+// comes first) and reclaimed by the collection after that: one collection
 // later, at most. Registered or young, its counts are exact.
 //
-// A guard opened while the Stats closes may be pushed after the final
-// drain; if it is then dropped it is never reclaimed. Nothing after Close
-// is published, so only Leaked can tell.
+// A guard opened while the Stats closes may be put in a ring after the
+// final drain; if it is then dropped it is never reclaimed. Nothing after
+// Close is published, so only Leaked can tell.
 
-// youngCap is how many guards a young list holds before the guard pushing
-// onto it compacts it. Small enough that a list (16 bytes a guard) stays
-// within a few pages and a drain under its lock is short, large enough
-// that churn on one P compacts rarely.
-const youngCap = 128
+// youngSlots is how many guards of one kind a ring holds. With slots
+// picked by address in 16-byte steps, guards of 32 bytes use every other
+// slot: a P can have 64 of them open and young before opening another
+// registers one early.
+const youngSlots = 128
+
+// youngRing is one kind's ring of young guards on one list. A ring is
+// 1 KiB, a size class aligned to its size, so rings of different Ps never
+// share a cache line.
+type youngRing [youngSlots]unsafe.Pointer
+
+// youngRings is one list: a lazily made ring per guard kind, indexed by
+// guardKind. Read on every push, written once per ring.
+type youngRings [4]atomic.Pointer[youngRing]
 
 // testHookRegistering, when set, runs in the registrar after it added a
 // guard's cleanup and before it publishes it: where Close may race it.
@@ -69,11 +89,12 @@ var testHookRegistering atomic.Pointer[func()]
 // registration is a registered guard's cleanup handle.
 type registration struct{ cleanup runtime.Cleanup }
 
-// closedMark is guardState.reg once its guard is closed.
+// closedMark is guardState.reg once its guard is closed (not for track
+// guards: invariant 3).
 var closedMark = new(registration)
 
 // guardState is the word Close and the registrar agree through
-// (invariant 3): nil, a registration, or closedMark.
+// (invariant 3).
 type guardState struct{ reg atomic.Pointer[registration] }
 
 // close marks the guard closed and stops its cleanup if it was registered.
@@ -93,52 +114,29 @@ func (st *guardState) close() bool {
 // closed reports whether the guard was closed.
 func (st *guardState) closed() bool { return st.reg.Load() == closedMark }
 
-// young reports whether the guard is open and unregistered.
+// young reports whether the guard is open and unregistered (for a track
+// guard, unregistered: checkedTrackGuard.young also looks at its lane).
 func (st *guardState) young() bool { return st.reg.Load() == nil }
 
 // publish publishes r, a cleanup the registrar just added for the guard,
 // unless the guard closed meanwhile; then it stops it. The caller holds
-// the guard (the young list does), so Stop takes effect.
+// the guard, so Stop takes effect.
 func (st *guardState) publish(r *registration) {
-	if hook := testHookRegistering.Load(); hook != nil {
-		(*hook)()
-	}
+	registering()
 	if !st.reg.CompareAndSwap(nil, r) {
 		r.cleanup.Stop()
 	}
 }
 
-// youngGuard is a guard that may sit on a young list.
-type youngGuard interface {
-	// state returns the guard's state word.
-	state() *guardState
-	// register adds the guard's cleanup and publishes it (guardState
-	// publish); the guard may have closed meanwhile.
-	register(s *Stats)
+func registering() {
+	if hook := testHookRegistering.Load(); hook != nil {
+		(*hook)()
+	}
 }
 
-// youngList is one young list. lock is held for a few instructions, with
-// preemption off where procid.Pinned (the registrar copies the list out
-// under it and registers outside); see tryAcquire.
-type youngList struct {
-	youngFields
-	_ [(unsafe.Sizeof(youngFields{})+lineSize-1)/lineSize*lineSize - unsafe.Sizeof(youngFields{})]byte
-}
-
-type youngFields struct {
-	lock atomic.Uint32
-	// n and items are guarded by lock; items is allocated on first push.
-	n     int
-	items *[youngCap]youngGuard
-}
-
-// youngLists is a Stats' set of young lists, and what drains them.
+// youngLists is a Stats' set of young lists.
 type youngLists struct {
-	lists []youngList // length a power of two
-	// drainMu serializes drains (the pass, the collection hook and a full
-	// list) and guards scratch.
-	drainMu sync.Mutex
-	scratch [youngCap]youngGuard
+	lists []youngRings // length a power of two
 	// stopped is set by Close: the collection hook stops re-arming.
 	stopped atomic.Bool
 }
@@ -148,103 +146,74 @@ func newYoungLists() *youngLists {
 	if !procid.Pinned {
 		n = 4 * runtime.NumCPU() // random picks: few collisions
 	}
-	return &youngLists{lists: make([]youngList, 1<<bits.Len(uint(n-1)))}
+	return &youngLists{lists: make([]youngRings, 1<<bits.Len(uint(n-1)))}
 }
 
-// tryAcquire takes l's lock if it is free. Callers hold it pinned
-// (procid.Pin), so a holder is never descheduled by Go's scheduler; one
-// that finds the lock taken unpins and yields before it tries again, and
-// never spins: on a machine with more Ps than cores the holder's thread
-// may be descheduled by the OS.
-func (l *youngList) tryAcquire() bool { return l.lock.CompareAndSwap(0, 1) }
-
-func (l *youngList) release() { l.lock.Store(0) }
-
-// push puts g, a guard just opened, on the young list of the caller's P.
-func (s *Stats) pushYoung(g youngGuard) {
+// pushYoung puts g, a guard of kind k just opened, in its ring on the
+// caller's P. The guard it displaces is registered now if still young.
+func (s *Stats) pushYoung(k guardKind, g unsafe.Pointer) {
 	y := s.young
-	var fresh *[youngCap]youngGuard
-	for {
-		p := procid.Pin()
-		l := &y.lists[p&(len(y.lists)-1)]
-		if !l.tryAcquire() {
-			procid.Unpin()
-			runtime.Gosched()
-			continue
-		}
-		if l.items == nil {
-			if fresh == nil {
-				// Allocate unpinned: an allocation may start a
-				// collection, which must be able to block.
-				l.release()
-				procid.Unpin()
-				fresh = new([youngCap]youngGuard)
-				continue
-			}
-			l.items = fresh
-		}
-		if l.n < youngCap || l.compact() {
-			l.items[l.n] = g
-			l.n++
-			l.release()
-			procid.Unpin()
-			return
-		}
-		l.release()
-		procid.Unpin()
-		y.drain(s, l) // over half still open: register them now
+	p := procid.Pin() // only to pick a list: a ring's slots are atomic
+	procid.Unpin()
+	rings := &y.lists[p&(len(y.lists)-1)]
+	r := rings[k].Load()
+	if r == nil {
+		r = rings.make(k)
+	}
+	if old := atomic.SwapPointer(&r[uintptr(g)>>4%youngSlots], g); old != nil {
+		registerIfYoung(s, k, old)
 	}
 }
 
-// compact drops the closed and registered guards from a full list, and
-// reports whether it has room now; false when over half are still young,
-// which the caller then drains. l.lock must be held.
-func (l *youngList) compact() bool {
-	n := 0
-	for i, g := range l.items[:l.n] {
-		if g.state().young() {
-			l.items[n] = l.items[i]
-			n++
-		}
-	}
-	clear(l.items[n:l.n])
-	l.n = n
-	return n <= youngCap/2
+// make returns the ring of kind k, making it if it has none yet.
+func (rings *youngRings) make(k guardKind) *youngRing {
+	rings[k].CompareAndSwap(nil, new(youngRing))
+	return rings[k].Load()
 }
 
-// drainAll registers every young guard still open, on every list.
+// registerIfYoung registers g, a guard of kind k just taken out of its
+// ring, if it is open and unregistered.
+func registerIfYoung(s *Stats, k guardKind, g unsafe.Pointer) {
+	switch k {
+	case trackGuard:
+		if c := (*checkedTrackGuard)(g); c.young() {
+			c.register(s)
+		}
+	case broadcastGuard:
+		if b := (*BroadcastGuard)(g); b.st.young() {
+			b.register(s)
+		}
+	case subscriptionGuard:
+		if sg := (*SubscriptionGuard)(g); sg.st.young() {
+			sg.register(s)
+		}
+	case sessionGuard:
+		if sg := (*SessionGuard)(g); sg.st.young() {
+			sg.register(s)
+		}
+	}
+}
+
+// drainAll takes every guard out of every ring and registers those still
+// open. Drains may run at once (the pass and the collection hook): each
+// guard goes to the one whose swap takes it.
 func (y *youngLists) drainAll(s *Stats) {
 	for i := range y.lists {
-		y.drain(s, &y.lists[i])
-	}
-}
-
-// drain empties l and registers the guards in it that are still open.
-func (y *youngLists) drain(s *Stats, l *youngList) {
-	y.drainMu.Lock()
-	defer y.drainMu.Unlock()
-	for {
-		procid.Pin() // the lock is held with preemption off, as pushes hold it
-		if l.tryAcquire() {
-			break
-		}
-		procid.Unpin()
-		runtime.Gosched()
-	}
-	n := 0
-	if l.items != nil {
-		n = copy(y.scratch[:], l.items[:l.n])
-		clear(l.items[:l.n])
-		l.n = 0
-	}
-	l.release()
-	procid.Unpin()
-	for _, g := range y.scratch[:n] {
-		if g.state().young() {
-			g.register(s)
+		for k := range y.lists[i] {
+			r := y.lists[i][k].Load()
+			if r == nil {
+				continue
+			}
+			for j := range r {
+				if atomic.LoadPointer(&r[j]) == nil {
+					continue // load first: a swap takes the line exclusively
+				}
+				if g := atomic.SwapPointer(&r[j], nil); g != nil {
+					registerIfYoung(s, guardKind(k), g)
+				}
+			}
 		}
 	}
-	clear(y.scratch[:n])
 }
 
 // gcSentinel is the object whose cleanup tells the young lists that a

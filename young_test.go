@@ -85,7 +85,7 @@ func TestGuardClosedYoungIsNeverRegistered(t *testing.T) {
 	registered := 0
 	defer moqstats.SetHookRegistering(func() { registered++ })()
 	h := s.Tier(moqstats.External)
-	for range 3 * moqstats.YoungCap { // fills and compacts the lists
+	for range 3 * moqstats.YoungSlots { // each ring comes round several times
 		h.Broadcast("a").PublisherTrack("v").Close()
 		h.Broadcast("a").Publisher().Close()
 		h.Session("acme").Close()
@@ -98,13 +98,16 @@ func TestGuardClosedYoungIsNeverRegistered(t *testing.T) {
 	}
 }
 
-// A full list with over half its guards open is drained by the guard
-// pushing onto it, so a list never holds more than youngCap guards.
-func TestFullYoungListIsDrained(t *testing.T) {
+// A guard displaced from its ring while still open is registered by the
+// guard displacing it, with no pass: a ring never holds more than
+// youngSlots young guards.
+func TestDisplacedYoungGuardIsRegistered(t *testing.T) {
 	s := newLeakStats(t)
+	registered := 0
+	defer moqstats.SetHookRegistering(func() { registered++ })()
 	h := s.Tier(moqstats.External)
 	var open []*moqstats.TrackGuard
-	for range 4 * moqstats.YoungCap {
+	for range 4 * moqstats.YoungSlots {
 		open = append(open, h.Broadcast("a").PublisherTrack("v"))
 	}
 	young := 0
@@ -113,8 +116,11 @@ func TestFullYoungListIsDrained(t *testing.T) {
 			young++
 		}
 	}
-	if max := moqstats.YoungCap * moqstats.YoungLists(s); young > max {
-		t.Fatalf("%d guards young, want at most %d (YoungCap per list)", young, max)
+	if max := moqstats.YoungSlots * moqstats.YoungLists(s); young > max {
+		t.Fatalf("%d guards young, want at most %d (YoungSlots per ring)", young, max)
+	}
+	if registered+young != len(open) {
+		t.Fatalf("%d registered and %d young of %d open, want every open guard one or the other", registered, young, len(open))
 	}
 	for _, g := range open {
 		g.Close()

@@ -190,6 +190,13 @@ func (st *State) Dead() bool { return st.s.Load() == dead }
 // (Map.Live). While the collector is deciding (dying), Admit waits; that
 // lasts as long as reading one entry's pins. See invariant 1.
 func (st *State) Admit() bool {
+	if s := st.s.Load(); s == live || s == unpublished {
+		return true // inlined: a guard open pays no call for it
+	}
+	return st.admitSlow()
+}
+
+func (st *State) admitSlow() bool {
 	for {
 		switch st.s.Load() {
 		case live, unpublished:
