@@ -21,7 +21,7 @@ import (
 // the reclaim in Stats.Leaked and logs it. The cleanup's argument holds
 // what it needs to close (the counters, never the guard), so it does not
 // keep the guard reachable. A guard registers late, only if it is still
-// open at the next drain of the young lists (young.go), so that guards
+// open when it leaves its young ring (young.go), so that guards
 // which open and close within moments never touch the runtime's global
 // lock; young.go states how Close and the registration agree, so that a
 // guard is closed once, by Close or by its cleanup, never both. Bumps do

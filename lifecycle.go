@@ -195,7 +195,7 @@ func (s *Stats) shutdown(ctx context.Context) error {
 	<-s.done
 	err := s.finalPass(ctx)
 	if s.young != nil {
-		s.young.stopped.Store(true) // the final pass drained the young lists
+		s.young.stopped.Store(true) // the final pass drained the young rings
 	}
 	return errors.Join(err, closeBroadcast(s.bc, s.path))
 }

@@ -109,9 +109,9 @@ func main() {
 		}
 		switch {
 		case max < 1e300:
-			x.want = fmt.Sprintf("<= %gx", max)
+			x.want = fmt.Sprintf("<= %.3gx", max)
 		default:
-			x.want = fmt.Sprintf(">= %gx", min)
+			x.want = fmt.Sprintf(">= %.3gx", min)
 		}
 		rows = append(rows, x)
 	}
@@ -155,10 +155,12 @@ func main() {
 	bound("3", "allocations per bump (contended, -cpu 2)", "Contended/moqstats-2", "allocs/op", 0)
 	for _, g := range []string{"track", "broadcast", "subscription", "session"} {
 		bound("3", "allocations per "+g+" guard open+close, leak check off", "GuardOpenClose/leakcheck=off/"+g+"-2", "allocs/op", 2)
-		bound("3", "allocations per "+g+" guard open+close, leak check on", "GuardOpenClose/leakcheck=on/"+g+"-2", "allocs/op", 4)
+		// Issue 16: a guard closed young is never registered, so the
+		// check adds no allocation to it.
+		bound("3", "allocations per "+g+" guard open+close, leak check on", "GuardOpenClose/leakcheck=on/"+g+"-2", "allocs/op", 2)
 	}
 	for _, p := range []int{2, 64} {
-		bound("4", fmt.Sprintf("bytes per live entry, steady, -cpu %d", p), withProcs("EntryMemory", p), "B/entry-steady", 1536)
+		bound("4", fmt.Sprintf("bytes per live entry, steady, -cpu %d", p), withProcs("EntryMemory", p), "B/entry-steady", 1024) // issue 16
 	}
 	ratio("5", "flush of all-changed entries: N=100k / N=10k", "Flush/changed/N=100000/moqstats-2", "Flush/changed/N=10000/moqstats-2", "ns/op", 0, 12)
 	for _, n := range []string{"10000", "100000"} {
@@ -168,17 +170,24 @@ func main() {
 	bound("5", "encoder allocations", "Encode/N=100000/moqstats-2", "allocs/op", 0)
 	ratio("5", "encoder: encoding/json / moqstats", "Encode/N=100000/encoding-json-2", "Encode/N=100000/moqstats-2", "ns/op", 5, inf)
 	ratio("5", "encoder: sonic.ConfigStd / moqstats", "Encode/N=100000/sonic-std-2", "Encode/N=100000/moqstats-2", "ns/op", 2, inf)
+	// Issue 16's goals are on the default config (leak check on): beat the
+	// map from 2 Ps up, and at one P, where an uncontended mutex is hard
+	// to beat, take at most 1.5x its time. The check off is reported.
 	for _, k := range []string{"hot", "spread"} {
-		for _, v := range []string{"moqstats-noleakcheck", "moqstats"} {
-			report("6", "churn "+k+", one P: mutex map / "+v, "Churn/"+k+"/mutex-map", "Churn/"+k+"/"+v, "ns/op")
-			for _, p := range []int{2, 8, 64} {
-				ratio("6", fmt.Sprintf("churn %s, -cpu %d: mutex map / %s", k, p, v), withProcs("Churn/"+k+"/mutex-map", p), withProcs("Churn/"+k+"/"+v, p), "ns/op", 1, inf)
-			}
+		ratio("6", "churn "+k+", one P: mutex map / moqstats", "Churn/"+k+"/mutex-map", "Churn/"+k+"/moqstats", "ns/op", 1/1.5, inf)
+		for _, p := range []int{2, 8, 64} {
+			ratio("6", fmt.Sprintf("churn %s, -cpu %d: mutex map / moqstats", k, p), withProcs("Churn/"+k+"/mutex-map", p), withProcs("Churn/"+k+"/moqstats", p), "ns/op", 1, inf)
+		}
+		// The core's target 6, from before the leak check.
+		v := "moqstats-noleakcheck"
+		report("6", "churn "+k+", one P: mutex map / "+v, "Churn/"+k+"/mutex-map", "Churn/"+k+"/"+v, "ns/op")
+		for _, p := range []int{2, 8, 64} {
+			ratio("6", fmt.Sprintf("churn %s, -cpu %d: mutex map / %s", k, p, v), withProcs("Churn/"+k+"/mutex-map", p), withProcs("Churn/"+k+"/"+v, p), "ns/op", 1, inf)
 		}
 	}
 	for _, k := range []string{"hot", "spread"} {
 		for _, p := range []int{1, 2, 8, 64} {
-			ratio("9", fmt.Sprintf("churn %s, -cpu %d: leak check on / off", k, p), withProcs("Churn/"+k+"/moqstats", p), withProcs("Churn/"+k+"/moqstats-noleakcheck", p), "ns/op", 0, 3)
+			ratio("9", fmt.Sprintf("churn %s, -cpu %d: leak check on / off", k, p), withProcs("Churn/"+k+"/moqstats", p), withProcs("Churn/"+k+"/moqstats-noleakcheck", p), "ns/op", 0, 1.3) // issue 16
 		}
 	}
 	for _, p := range []int{1, 2} {
@@ -186,7 +195,7 @@ func main() {
 			report("9", fmt.Sprintf("leak check mechanism alone, -cpu %d: %s / allocation", p, m), withProcs("LeakCheckMechanisms/"+m, p), withProcs("LeakCheckMechanisms/alloc", p), "ns/op")
 		}
 	}
-	bound("10", "bytes per retained key (one slot used)", "RetainedMemory-2", "B/retained-key", 512)
+	bound("10", "bytes per retained key (one slot used)", "RetainedMemory-2", "B/retained-key", 200) // issue 16
 	for _, n := range []string{"10000", "100000"} {
 		for _, pct := range []string{"0.1", "1", "100"} {
 			w := "Wire/N=" + n + "/changing=" + pct + "%/"
