@@ -25,7 +25,9 @@ import (
 // from spans of its own, in address order, so a P's guards of one kind
 // walk their ring slot by slot, and a slot comes round again only after
 // youngSlots/2 or more younger guards; by then the guard in it has almost
-// always closed.
+// always closed. A closed guard stays in its slot until displaced or
+// drained, so a ring keeps at most youngSlots guards' memory alive, and a
+// Stats at most 4 KiB of rings per P plus what they hold.
 //
 // # Invariants
 //
