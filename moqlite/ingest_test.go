@@ -251,6 +251,25 @@ type jsSub struct {
 	stream transport.BidiStream
 }
 
+// subscribeRelayed connects a reader to agg, waits for the relayed
+// broadcast n/x to be announced and subscribes to its track t.
+func subscribeRelayed(t *testing.T, ctx context.Context, agg *moqlite.Server) (*moqlite.Announced, *moqlite.Subscription) {
+	t.Helper()
+	reader, _, _ := connect(t, agg, "moq-lite-04")
+	ann, err := reader.Announced("n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a, err := ann.Next(ctx); err != nil || a.Path != "n/x" || !a.Active {
+		t.Fatalf("announce %+v, %v; want n/x active", a, err)
+	}
+	sub, err := reader.Subscribe("n/x", "t")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ann, sub
+}
+
 func newJSPeer(t *testing.T, ctx context.Context, agg *moqlite.Server) *jsPeer {
 	const proto = "moq-lite-04"
 	f, _, _ := wire.ByProtocol(proto)
@@ -356,18 +375,7 @@ func TestIngestEndsTheRelayWhenThePeerUnannounces(t *testing.T) {
 	defer agg.Close()
 	ctx := timeout(t, 10*time.Second)
 	peer := newJSPeer(t, ctx, agg)
-	reader, _, _ := connect(t, agg, "moq-lite-04")
-	ann, err := reader.Announced("n")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if a, err := ann.Next(ctx); err != nil || a.Path != "n/x" || !a.Active {
-		t.Fatalf("announce %+v, %v; want n/x active", a, err)
-	}
-	sub, err := reader.Subscribe("n/x", "t")
-	if err != nil {
-		t.Fatal(err)
-	}
+	ann, sub := subscribeRelayed(t, ctx, agg)
 	peer.group(ctx, peer.subscribed(ctx, 1)["t"], 4, "f0", "f1")
 	peer.unannounce() // and the subscription left open
 
@@ -389,18 +397,7 @@ func TestIngestTakesAResetSubscriptionForATrackEnded(t *testing.T) {
 	defer agg.Close()
 	ctx := timeout(t, 10*time.Second)
 	peer := newJSPeer(t, ctx, agg)
-	reader, _, _ := connect(t, agg, "moq-lite-04")
-	ann, err := reader.Announced("n")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if a, err := ann.Next(ctx); err != nil || a.Path != "n/x" || !a.Active {
-		t.Fatalf("announce %+v, %v; want n/x active", a, err)
-	}
-	sub, err := reader.Subscribe("n/x", "t")
-	if err != nil {
-		t.Fatal(err)
-	}
+	ann, sub := subscribeRelayed(t, ctx, agg)
 	subs := peer.subscribed(ctx, 2)
 	peer.group(ctx, subs["t"], 0, "f0")
 	subs["absent"].stream.Reset(moqlite.CodeNotFound)

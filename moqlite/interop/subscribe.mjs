@@ -20,45 +20,9 @@
 // Snapshot.Decoder (compression on) holds after each frame, as JSON text.
 // The result is sent once every track has ended and the unannounce of the
 // broadcast arrived (or did not, within 10 seconds).
-import "./shim.mjs";
-import * as readline from "node:readline";
+import { connect, nextLine, send } from "./peer.mjs";
 import { Snapshot } from "@moq/json";
 import * as Moq from "@moq/lite";
-import Qmux from "@moq/qmux";
-import WebTransportWs from "@moq/web-transport-ws";
-
-// @moq/lite logs each stream at debug level, on stdout: stdout is ours.
-for (const level of ["log", "debug", "info"]) console[level] = (...args) => console.error(...args);
-
-// send writes ev as one line; the promise resolves once it is flushed
-// (stdout is a pipe, written asynchronously: exiting earlier cuts it off).
-function send(ev) {
-	return new Promise((resolve) => process.stdout.write(`${JSON.stringify(ev)}\n`, resolve));
-}
-
-async function fail(err) {
-	await send({ ev: "error", message: err instanceof Error ? `${err.message}\n${err.stack}` : String(err) });
-	process.exit(1);
-}
-process.on("uncaughtException", fail);
-process.on("unhandledRejection", fail);
-
-const lines = readline.createInterface({ input: process.stdin })[Symbol.asyncIterator]();
-async function nextLine() {
-	const { value, done } = await lines.next();
-	if (done) throw new Error("stdin ended");
-	return JSON.parse(value);
-}
-
-async function connect(setup) {
-	const url = new URL(setup.url);
-	const protocols = setup.protocol ? [setup.protocol] : [];
-	if (setup.framing === "qmux" && protocols.length === 0) return Moq.Connection.connect(url);
-	const transport =
-		setup.framing === "qmux" ? new Qmux(url, { protocols }) : new WebTransportWs(url, { protocols });
-	await transport.ready;
-	return Moq.Connection.connect(url, { transport });
-}
 
 // read takes every group of track, in arrival order, and every frame of
 // each, until the track ends; onFrame runs after each frame. A group cut
