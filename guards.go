@@ -167,11 +167,11 @@ type checkedTrackGuard struct {
 // guard is closed when its lane is detached (young.go, invariant 3).
 func (c *checkedTrackGuard) young() bool { return c.st.young() && c.lane.Cell() != nil }
 
-// register captures the cell the lane is attached to now: Repin never moves
-// a lane off or onto the base cell, so it is base exactly when the cell
-// Attach returned was, which is what Abandon needs. The registration is
-// stored and the lane looked at again after it; Close detaches and then
-// looks at the registration (young.go, invariant 3).
+// register captures the cell the lane is attached to now, where the
+// cleanup makes the closing bumps (any cell is summed, so a later Repin
+// does not matter). The registration is stored and the lane looked at
+// again after it; Close detaches and then looks at the registration
+// (young.go, invariant 3).
 func (c *checkedTrackGuard) register(s *Stats) {
 	cell := c.lane.Cell()
 	if cell == nil {
@@ -186,7 +186,7 @@ func (c *checkedTrackGuard) register(s *Stats) {
 }
 
 // trackLeak is what a dropped TrackGuard's cleanup closes: the cell its
-// lane attached to, in which it opened.
+// lane was on when it registered.
 type trackLeak struct {
 	sl    *slot
 	cell  *shard.Cell
@@ -229,7 +229,6 @@ func reclaimTrack(s *Stats, l trackLeak) {
 		l.cell[counters.SubscriptionsClosed].Add(1)
 	}
 	l.cell[counters.Pins].Add(counters.Unpin)
-	l.sl.Abandon(l.cell) // after the last bumps in it
 	s.reclaimed(trackGuard, l.sl.entry.Key())
 }
 

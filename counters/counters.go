@@ -57,11 +57,12 @@ type Counters struct{ set shard.Set }
 func (c *Counters) Add(i int, n uint64) { c.set.Add(i, n) }
 
 // Attach attaches lane l to these counters and returns its cell; see
-// shard.Set.Attach.
-func (c *Counters) Attach(l *shard.Lane) *shard.Cell { return c.set.Attach(l) }
-
-// Abandon gives up a lane whose owner is gone; see shard.Set.Abandon.
-func (c *Counters) Abandon(cell *shard.Cell) { c.set.Abandon(cell) }
+// shard.Set.Attach. A lane counts Subscriptions as it opens and
+// SubscriptionsClosed as it closes (a fetch's lane counts neither), which
+// is what tells the set whether a lane holds its base cell.
+func (c *Counters) Attach(l *shard.Lane) *shard.Cell {
+	return c.set.Attach(l, Subscriptions, SubscriptionsClosed)
+}
 
 // Detach detaches l and returns the cell it was attached to (nil if it
 // was not), for the guard's closing bump.

@@ -113,7 +113,8 @@ func TestReadSumsEveryCounterOverAllShards(t *testing.T) {
 	var c Counters
 	var a, b shard.Lane
 	c.Attach(&a)
-	c.Attach(&b) // inflates: a on base, b on a cell
+	a.Add(Subscriptions, 1) // a holds base until it counts closed
+	c.Attach(&b)            // inflates: a on base, b on a cell
 	for i := range numCounters {
 		a.Add(i, uint64(i+1))
 		b.Add(i, uint64(10*(i+1)))
@@ -133,7 +134,7 @@ func TestReadSumsEveryCounterOverAllShards(t *testing.T) {
 		t.Fatalf("all pins withdrawn across cells, but Pinned() = true")
 	}
 	got := c.Read()
-	want := Snapshot{111, 122, 133, 144, 155, 166, 177, 188, 199, 0, 0, 0}
+	want := Snapshot{111, 122, 133, 144, 156, 166, 177, 188, 199, 0, 0, 0}
 	if got != want {
 		t.Fatalf("Read() = %+v, want %+v: the newer three left zero", got, want)
 	}
@@ -157,6 +158,7 @@ func TestConcurrentGuardsNeverReadClosedAboveOpen(t *testing.T) {
 	var g Gauge
 	var held shard.Lane
 	c.Attach(&held)
+	held.Add(Subscriptions, 1) // open until the end: base stays held
 	defer c.Detach(&held)
 	var wg sync.WaitGroup
 	for range workers {
@@ -202,7 +204,7 @@ func TestConcurrentGuardsNeverReadClosedAboveOpen(t *testing.T) {
 	}
 	s := c.Read()
 	const n = workers * rounds
-	want := Snapshot{Announced: n, AnnouncedClosed: n, Broadcasts: n, BroadcastsClosed: n, Subscriptions: n, SubscriptionsClosed: n, Bytes: n * 1200, Frames: n}
+	want := Snapshot{Announced: n, AnnouncedClosed: n, Broadcasts: n, BroadcastsClosed: n, Subscriptions: n + 1, SubscriptionsClosed: n, Bytes: n * 1200, Frames: n}
 	if s != want {
 		t.Fatalf("final Read() = %+v, want %+v", s, want)
 	}

@@ -14,9 +14,11 @@
 // the add.
 //
 // The set is adaptive, in the spirit of Java's LongAdder (Striped64): it
-// starts as one compact base cell, which one lane at a time may hold. Only
-// when a lane attaches while another holds base, so that two goroutines
-// may bump at the same instant, is the set inflated: it gets a table of
+// starts as one compact base cell, which one lane at a time may hold (the
+// set's owner counts its lanes opening and closing in two of the counters,
+// and Attach reads them: no lock and no flag). Only when a lane attaches
+// while another holds base, so that two goroutines may bump at the same
+// instant, is the set inflated: it gets a table of
 // per-P slots, and every later lane a padded cell of its own P, allocated
 // on first use (an inflated set stops handing out base, so lanes opening
 // and closing on a busy set never write a shared line). A set bumped by

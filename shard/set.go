@@ -66,9 +66,6 @@ type Set struct {
 	// base takes the one lane that attaches to an idle set, and one-off
 	// bumps when there is no cell for the caller. Summed forever.
 	base Cell
-	// baseTaken is set while a lane is attached to base, so no two lanes
-	// ever share it.
-	baseTaken atomic.Bool
 	// table is nil until a lane attaches while another is attached (the
 	// set may then be bumped from two goroutines at once). Replaced only
 	// by a larger table, under mu.
@@ -105,56 +102,62 @@ func (l *Lane) Add(i int, n uint64) {
 
 // Attach attaches l, which must be detached and not yet shared with other
 // goroutines (Attach stores to it without synchronization), to s. While
-// the set is not inflated, a lane takes the base cell when no other lane
-// has it, so a set bumped by one goroutine at a time never allocates. Any
-// other lane gets a cell of its own P (purego: a cell at random),
-// inflating the set on first need; once inflated, every lane does, so
-// lanes opening and closing on a busy set never touch a shared line for
-// base. It returns the cell l attached to.
-func (s *Set) Attach(l *Lane) *Cell {
-	// Loads first: a compare-and-swap that fails still takes the line
-	// exclusively.
+// the set is not inflated, a lane takes the base cell when base is free,
+// so a set bumped by one goroutine at a time never allocates. Any other
+// lane gets a cell of its own P (purego: a cell at random), inflating the
+// set on first need; once inflated, every lane does, so lanes opening and
+// closing on a busy set never touch a shared line for base. It returns
+// the cell l attached to.
+//
+// Base is free when no lane that opened there is still open, which the
+// caller tells by two counters it bumps once in its lane's cell: opened
+// as the lane opens, closed as it closes (see baseFree). Attach only
+// loads, and Detach does nothing for base: a flag taken with a
+// compare-and-swap and cleared on detach cost two locked instructions per
+// lane.
+func (s *Set) Attach(l *Lane, opened, closed int) *Cell {
 	c := &s.base
-	if s.table.Load() != nil || s.baseTaken.Load() || !s.baseTaken.CompareAndSwap(false, true) {
+	if s.table.Load() != nil || !s.baseFree(opened, closed) {
 		c = s.laneCell()
 	}
 	l.c = unsafe.Pointer(c)
 	return c
 }
 
+// baseFree reports whether every lane that counted opened in base has
+// counted closed there. Closed is loaded first: both only grow, so equal
+// loads mean that at the first load no lane on base was open and none
+// opened until the second.
+//
+// It is a hint, not a lock: a lane that attached to base and has not yet
+// counted opened is not seen, so two lanes attaching at that moment both
+// take base, and so does a lane that never counts opened. Both are
+// correct, as base is summed like any cell; they cost only bumps from two
+// cores on one line, until the set inflates and Repin moves them off.
+func (s *Set) baseFree(opened, closed int) bool {
+	c := s.base[closed].Load()
+	return s.base[opened].Load() == c
+}
+
 // Detach detaches l from s and returns the cell it was attached to, nil
 // when it was not attached (then nothing changes). Bumps that loaded the
 // cell before Detach still land in it and are counted. The caller may make
 // one last bump (a close) in the returned cell: it costs nothing shared.
-func (s *Set) Detach(l *Lane) *Cell {
-	c := (*Cell)(atomic.SwapPointer(&l.c, nil))
-	if c == &s.base {
-		s.baseTaken.Store(false)
-	}
-	return c
-}
-
-// Abandon gives up a lane that will never be detached because its owner
-// is gone (garbage collected with the lane attached): c is the cell Attach
-// returned for it. Only base is held by one lane; per-P cells are shared
-// and need nothing. The owner's last bumps may go to c before Abandon.
-func (s *Set) Abandon(c *Cell) {
-	if c == &s.base {
-		s.baseTaken.Store(false)
-	}
-}
+func (s *Set) Detach(l *Lane) *Cell { return (*Cell)(atomic.SwapPointer(&l.c, nil)) }
 
 // Repin moves an attached lane of an inflated set to the cell of the P it
 // runs on now, following a goroutine that migrated since it attached.
 // Bumps racing the move land in the old or the new cell; both are summed.
-// A no-op in the purego build, which has no P to follow.
+// A lane on base moves off it too (base is shared only by lanes that
+// attached at the same moment; see baseFree). A no-op in the purego build,
+// which has no P to follow.
 func (s *Set) Repin(l *Lane) {
 	if !procPinned || s.table.Load() == nil {
 		return
 	}
 	old := l.cell()
-	if old == nil || old == &s.base {
-		return // detached, or on base, which no other lane shares
+	if old == nil {
+		return // detached
 	}
 	if c := s.pCell(pid(), true); c != old {
 		atomic.CompareAndSwapPointer(&l.c, unsafe.Pointer(old), unsafe.Pointer(c))

@@ -27,6 +27,26 @@ func TestPaddingIsWholeLines(t *testing.T) {
 	}
 }
 
+// Counters the test lanes count their opening and closing in, as package
+// counters does with subscriptions: what tells Attach that base is held.
+const laneOpened, laneClosed = 11, 12
+
+// attach attaches l and counts it open, as a guard does.
+func attach(s *Set, l *Lane) *Cell {
+	c := s.Attach(l, laneOpened, laneClosed)
+	l.Add(laneOpened, 1)
+	return c
+}
+
+// detach detaches l and counts it closed in the cell it was on.
+func detach(s *Set, l *Lane) *Cell {
+	c := s.Detach(l)
+	if c != nil {
+		c[laneClosed].Add(1)
+	}
+	return c
+}
+
 // slots returns the length of the set's table, 0 when not inflated.
 func slots(s *Set) int {
 	if t := s.table.Load(); t != nil {
@@ -44,7 +64,7 @@ func sum(s *Set) [Width]uint64 {
 func TestFirstLaneTakesBaseWithoutInflating(t *testing.T) {
 	var s Set
 	var l Lane
-	s.Attach(&l)
+	attach(&s, &l)
 	l.Add(3, 7)
 	l.Add(3, 5)
 	if s.table.Load() != nil {
@@ -61,8 +81,8 @@ func TestFirstLaneTakesBaseWithoutInflating(t *testing.T) {
 func TestSecondConcurrentLaneGetsItsOwnCell(t *testing.T) {
 	var s Set
 	var a, b Lane
-	s.Attach(&a)
-	s.Attach(&b)
+	attach(&s, &a)
+	attach(&s, &b)
 	if s.table.Load() == nil {
 		t.Fatalf("second concurrent lane did not inflate the set")
 	}
@@ -86,9 +106,9 @@ func TestSecondConcurrentLaneGetsItsOwnCell(t *testing.T) {
 func TestLaneAfterIdleReusesBase(t *testing.T) {
 	var s Set
 	var a, b Lane
-	s.Attach(&a)
-	s.Detach(&a)
-	s.Attach(&b)
+	attach(&s, &a)
+	detach(&s, &a)
+	attach(&s, &b)
 	if s.table.Load() != nil {
 		t.Fatalf("sequential lanes inflated the set; want base reused")
 	}
@@ -97,23 +117,72 @@ func TestLaneAfterIdleReusesBase(t *testing.T) {
 	}
 }
 
+// TestBaseHeldWhileItsLaneIsOpen checks the hint Attach reads: base is
+// held from a lane's opened count to its closed count, and a lane that
+// has not counted opened yet leaves it free (documented on baseFree).
+func TestBaseHeldWhileItsLaneIsOpen(t *testing.T) {
+	var s Set
+	var a, b, c Lane
+	if s.Attach(&a, laneOpened, laneClosed) != &s.base {
+		t.Fatalf("first lane not on base")
+	}
+	if s.Attach(&b, laneOpened, laneClosed) != &s.base || s.table.Load() != nil {
+		t.Fatalf("a lane attaching before the first counted opened did not share base")
+	}
+	a.Add(laneOpened, 1)
+	if attach(&s, &c) == &s.base || s.table.Load() == nil {
+		t.Fatalf("a lane attaching while base's lane is open took base")
+	}
+	var d Lane
+	detach(&s, &a)
+	if attach(&s, &d) == &s.base {
+		t.Fatalf("an inflated set handed out base")
+	}
+}
+
+// TestRepinMovesLanesOffBase checks that lanes that shared base move to
+// their P's cell once the set is inflated, so sharing it does not last.
+func TestRepinMovesLanesOffBase(t *testing.T) {
+	var s Set
+	var a, b, c Lane
+	s.Attach(&a, laneOpened, laneClosed)
+	s.Attach(&b, laneOpened, laneClosed) // both on base: neither counted opened
+	a.Add(laneOpened, 1)
+	b.Add(laneOpened, 1)
+	attach(&s, &c) // inflates
+	s.Repin(&a)
+	if procPinned && a.cell() == &s.base {
+		t.Fatalf("Repin left a lane on the base of an inflated set")
+	}
+	if !procPinned && a.cell() != &s.base {
+		t.Fatalf("purego Repin moved a lane")
+	}
+	a.Add(0, 1)
+	b.Add(0, 2)
+	c.Add(0, 4)
+	if got := sum(&s)[0]; got != 7 {
+		t.Fatalf("Sum = %d, want 7 over base and cells", got)
+	}
+}
+
 func TestDetachIsIdempotentAndDropsLaterBumps(t *testing.T) {
 	var s Set
 	var l Lane
-	s.Attach(&l)
+	attach(&s, &l)
 	l.Add(1, 1)
-	if c := s.Detach(&l); c != &s.base {
+	if c := detach(&s, &l); c != &s.base {
 		t.Fatalf("first Detach = %p, want the base cell %p", c, &s.base)
 	}
-	if c := s.Detach(&l); c != nil {
+	if c := detach(&s, &l); c != nil {
 		t.Fatalf("second Detach = %p, want nil", c)
 	}
 	l.Add(1, 100)
 	if got := sum(&s)[1]; got != 1 {
 		t.Fatalf("Sum = %d after a bump on a detached lane, want 1", got)
 	}
-	if s.baseTaken.Load() {
-		t.Fatalf("base still taken after its lane detached twice")
+	var next Lane
+	if attach(&s, &next) != &s.base {
+		t.Fatalf("base still held after its lane detached twice")
 	}
 	var zero Lane
 	zero.Add(1, 1) // a zero Lane drops bumps
@@ -132,7 +201,7 @@ func TestConcurrentBumpsSumExactly(t *testing.T) {
 		wg.Go(func() {
 			for r := range rounds {
 				var l Lane
-				s.Attach(&l)
+				attach(&s, &l)
 				for range perRound {
 					l.Add(6, 3)
 					l.Add(7, 1)
@@ -141,7 +210,7 @@ func TestConcurrentBumpsSumExactly(t *testing.T) {
 					s.Repin(&l)
 				}
 				s.Add(0, uint64(g+1))
-				s.Detach(&l)
+				detach(&s, &l)
 			}
 		})
 	}
@@ -175,11 +244,11 @@ func TestSumOfClosedBeforeOpenNeverShowsMoreClosed(t *testing.T) {
 				default:
 				}
 				var l Lane
-				s.Attach(&l)
+				attach(&s, &l)
 				l.Add(open, 1)
 				runtime.Gosched()
 				s.Add(closed, 1)
-				s.Detach(&l)
+				detach(&s, &l)
 			}
 		})
 	}
@@ -201,8 +270,8 @@ func TestGOMAXPROCSChangeKeepsCellsInRange(t *testing.T) {
 	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
 	var s Set
 	var first, second Lane
-	s.Attach(&first)
-	s.Attach(&second) // inflates with a table sized for one P
+	attach(&s, &first)
+	attach(&s, &second) // inflates with a table sized for one P
 	if got := slots(&s); got < 1 {
 		t.Fatalf("Slots() = %d after inflation, want >= 1", got)
 	}
@@ -212,7 +281,7 @@ func TestGOMAXPROCSChangeKeepsCellsInRange(t *testing.T) {
 	for range goroutines {
 		wg.Go(func() {
 			var l Lane
-			s.Attach(&l)
+			attach(&s, &l)
 			for i := range bumps {
 				l.Add(2, 1)
 				if i%100 == 0 {
@@ -221,13 +290,13 @@ func TestGOMAXPROCSChangeKeepsCellsInRange(t *testing.T) {
 				}
 			}
 			s.Add(3, 1)
-			s.Detach(&l)
+			detach(&s, &l)
 		})
 	}
 	wg.Wait()
 	runtime.GOMAXPROCS(2)
 	var l Lane
-	s.Attach(&l)
+	attach(&s, &l)
 	s.Repin(&l)
 	l.Add(2, 1)
 	v := sum(&s)
@@ -276,8 +345,8 @@ func TestBumpAndSumAllocateNothing(t *testing.T) {
 	}
 	var s Set
 	var a, b Lane
-	s.Attach(&a)
-	s.Attach(&b)
+	attach(&s, &a)
+	attach(&s, &b)
 	var v [Width]uint64
 	for _, tc := range []struct {
 		name string
