@@ -135,8 +135,8 @@ func TestSlotsAndEntriesAreLineAligned(t *testing.T) {
 // guard carries none of it.
 func TestGuardsStayInTheirSizeClasses(t *testing.T) {
 	want := map[string]uintptr{
-		"TrackGuard":        24,
-		"checkedTrackGuard": 32,
+		"TrackGuard":        16,
+		"checkedTrackGuard": 24,
 		"BroadcastGuard":    32,
 		"SubscriptionGuard": 24,
 		"SessionGuard":      16,

@@ -135,13 +135,13 @@ func EntryAddr(s *Stats, path string) uintptr {
 
 // TrackKey and SessionKey return the key a guard counts under: its path
 // or root, or OverflowKey when it was folded.
-func TrackKey(t *TrackGuard) string     { return t.sl.entry.Key() }
+func TrackKey(t *TrackGuard) string     { return t.slot().entry.Key() }
 func SessionKey(g *SessionGuard) string { return g.e.Key() }
 
 // TrackShards returns how many cells the counters a track guard bumps
 // have allocated beyond their base cell: 0 while no two lanes ever held
 // them at once.
-func TrackShards(t *TrackGuard) int { return t.sl.Shards() }
+func TrackShards(t *TrackGuard) int { return t.slot().Shards() }
 
 // SetHookRegistering installs f to run in the registrar between adding a
 // guard's cleanup and publishing it, and returns a func that removes it.

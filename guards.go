@@ -148,16 +148,34 @@ func (g *BroadcastGuard) Close() {
 type TrackGuard struct {
 	// lane is where bumps land; detached (nil cell) once closed, which
 	// is what drops later bumps and makes Close idempotent.
-	lane    shard.Lane
-	sl      *slot // its entry pinned until Close
-	fetch   bool  // a fetch: no subscription to close
-	checked bool  // allocated as a checkedTrackGuard
+	lane shard.Lane
+	// tagged is the guard's *slot, its entry pinned until Close, plus
+	// the guard's flags (trackFetch, trackChecked) in its low bits: a
+	// slot is word aligned, and the flags folded in keep a guard at 16
+	// bytes (24 with the leak check) rather than a size class up. Churn
+	// is mostly allocation and the collections it causes.
+	tagged unsafe.Pointer
 }
+
+// TrackGuard flags, in the low bits of its tagged slot pointer.
+const (
+	trackFetch   = 1 // a fetch: no subscription to close
+	trackChecked = 2 // allocated as a checkedTrackGuard
+	trackFlags   = trackFetch | trackChecked
+)
+
+// The flags must fit under a slot's alignment.
+var _ [unsafe.Alignof(slot{}) - trackFlags - 1]struct{}
+
+// slot returns the guard's slot. The tagged pointer points inside the
+// slot, so masking its flags off stays within the same allocation.
+func (t *TrackGuard) slot() *slot { return (*slot)(unsafe.Pointer(uintptr(t.tagged) &^ trackFlags)) }
+
+func (t *TrackGuard) flags() uintptr { return uintptr(t.tagged) & trackFlags }
 
 // checkedTrackGuard is a TrackGuard with the leak check's state. The state
 // is kept out of TrackGuard so that with the check off a guard stays in
-// the 24-byte size class rather than 32: guard churn is mostly allocation
-// and the garbage collection it causes.
+// the 16-byte size class rather than 24.
 type checkedTrackGuard struct {
 	TrackGuard // first: a *TrackGuard of a checked guard points here
 	st         guardState
@@ -177,7 +195,7 @@ func (c *checkedTrackGuard) register(s *Stats) {
 	if cell == nil {
 		return // closed
 	}
-	r := &registration{runtime.AddCleanup(c, s.reclaim.track, trackLeak{c.sl, cell, c.fetch})}
+	r := &registration{runtime.AddCleanup(c, s.reclaim.track, trackLeak{c.slot(), cell, c.flags()&trackFetch != 0})}
 	registering()
 	c.st.reg.Store(r)
 	if c.lane.Cell() == nil {
@@ -200,14 +218,20 @@ type trackLeak struct {
 // subscriptions there, so a busy broadcast's guards open and close without
 // sharing a cache line (package registry: pin first, then check).
 func openTrack(s *Stats, sl *slot, fetch bool) *TrackGuard {
+	var flags uintptr
+	if fetch {
+		flags = trackFetch
+	}
 	var t *TrackGuard
 	var c *checkedTrackGuard
 	if s.leakCheck {
-		c = &checkedTrackGuard{TrackGuard: TrackGuard{sl: sl, fetch: fetch, checked: true}}
+		c = new(checkedTrackGuard)
 		t = &c.TrackGuard
+		flags |= trackChecked
 	} else {
-		t = &TrackGuard{sl: sl, fetch: fetch}
+		t = new(TrackGuard)
 	}
+	t.tagged = unsafe.Pointer(uintptr(unsafe.Pointer(sl)) + flags)
 	sl.Attach(&t.lane)
 	if !pinOn(&t.lane, counters.Pins, &sl.entry.State) {
 		sl.Detach(&t.lane)
@@ -252,7 +276,7 @@ func (t *TrackGuard) Frame() {
 // for goroutines that migrate.
 func (t *TrackGuard) Group() {
 	if t != nil {
-		t.sl.Repin(&t.lane)
+		t.slot().Repin(&t.lane)
 		t.lane.Add(counters.Groups, 1)
 	}
 }
@@ -276,8 +300,9 @@ func (t *TrackGuard) Close() {
 	if t == nil {
 		return
 	}
-	cell := t.sl.Detach(&t.lane)
-	if t.checked {
+	cell := t.slot().Detach(&t.lane)
+	flags := t.flags()
+	if flags&trackChecked != 0 {
 		// t is the first field of a checkedTrackGuard allocation. After
 		// the detach: see checkedTrackGuard.register.
 		if r := (*checkedTrackGuard)(unsafe.Pointer(t)).st.reg.Load(); r != nil {
@@ -285,7 +310,7 @@ func (t *TrackGuard) Close() {
 		}
 	}
 	if cell != nil {
-		if !t.fetch {
+		if flags&trackFetch == 0 {
 			cell[counters.SubscriptionsClosed].Add(1)
 		}
 		// Unpin last: a pass that sees the pin gone then sees the close.

@@ -70,9 +70,9 @@ import (
 // Close is published, so only Leaked can tell.
 
 // youngSlots is how many guards of one kind a ring holds. With slots
-// picked by address in 16-byte steps, guards of 32 bytes use every other
-// slot: a P can have 64 of them open and young before opening another
-// registers one early.
+// picked by address in 16-byte steps, a P can have 2048/size of its guards
+// open and young before opening another registers one early: 85 track
+// guards (24 bytes), 64 broadcast guards (32).
 const youngSlots = 128
 
 // youngRing is one kind's ring of young guards on one list. A ring is
