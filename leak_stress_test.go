@@ -20,6 +20,7 @@ const (
 	kindAnnounce
 	kindView
 	kindSession
+	kindFetch // a track guard that closes no subscription
 	kinds
 )
 
@@ -78,7 +79,7 @@ type stressGuard struct {
 // reclaimed exactly once (Leaked equals the drops, and stays there through
 // more collections and Close), that no closed guard is reclaimed, and that
 // the frames carry exactly the opens, closes and bytes the ledger holds, a
-// reclaimed guard's closes included.
+// reclaimed guard's closes included (and a fetch's none).
 func TestStressLeakCheck(t *testing.T) {
 	for round := range stressRounds(t) {
 		t.Run(fmt.Sprint("round=", round), func(t *testing.T) { leakStressRound(t, uint64(round)) })
@@ -281,9 +282,17 @@ func openStressGuard(r *rand.Rand, h moqstats.Handle, viewer *moqstats.SessionBr
 	case kindView:
 		v := viewer.Subscribe(key)
 		g.close = func() { v.Close(); closed() }
-	default:
+	case kindSession:
 		se := h.Session(key)
 		g.close = func() { se.Close(); closed() }
+	case kindFetch:
+		f := h.Broadcast(key).PublisherFetch("v")
+		n := uint64(r.IntN(1000))
+		f.Bytes(n)
+		l.mu.Lock()
+		l.bytes[key] += n
+		l.mu.Unlock()
+		g.close = func() { f.Close(); closed() }
 	}
 	return g
 }
