@@ -146,7 +146,7 @@ type youngLists struct {
 func newYoungLists() *youngLists {
 	n := runtime.GOMAXPROCS(0)
 	if !procid.Pinned {
-		n = 4 * runtime.NumCPU() // random picks: few collisions
+		n = 4 * runtime.NumCPU() // picked by page: few collisions
 	}
 	return &youngLists{lists: make([]youngRings, 1<<bits.Len(uint(n-1)))}
 }
@@ -155,8 +155,17 @@ func newYoungLists() *youngLists {
 // caller's P. The guard it displaces is registered now if still young.
 func (s *Stats) pushYoung(k guardKind, g unsafe.Pointer) {
 	y := s.young
-	p := procid.Pin() // only to pick a list: a ring's slots are atomic
-	procid.Unpin()
+	var p int
+	if procid.Pinned {
+		p = procid.Pin() // only to pick a list: a ring's slots are atomic
+		procid.Unpin()
+	} else {
+		// No P id: pick by the guard's 8 KiB page. A P allocates from
+		// spans of its own, so its guards share a list for a span's worth
+		// of opens while another P's go elsewhere; a list picked at random
+		// per guard moved every ring line between cores.
+		p = int(uintptr(g) >> 13)
+	}
 	rings := &y.lists[p&(len(y.lists)-1)]
 	r := rings[k].Load()
 	if r == nil {
