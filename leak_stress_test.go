@@ -268,8 +268,14 @@ func openStressGuard(r *rand.Rand, h moqstats.Handle, viewer *moqstats.SessionBr
 	closed := func() { l.count(kind, key, func(c *leakCount) { c.closed++ }) }
 	g := stressGuard{kind: kind, key: key}
 	switch kind {
-	case kindTrack:
-		t := h.Broadcast(key).PublisherTrack("v")
+	case kindTrack, kindFetch:
+		b := h.Broadcast(key)
+		var t *moqstats.TrackGuard
+		if kind == kindFetch {
+			t = b.PublisherFetch("v")
+		} else {
+			t = b.PublisherTrack("v")
+		}
 		n := uint64(r.IntN(1000))
 		t.Bytes(n)
 		l.mu.Lock()
@@ -285,14 +291,6 @@ func openStressGuard(r *rand.Rand, h moqstats.Handle, viewer *moqstats.SessionBr
 	case kindSession:
 		se := h.Session(key)
 		g.close = func() { se.Close(); closed() }
-	case kindFetch:
-		f := h.Broadcast(key).PublisherFetch("v")
-		n := uint64(r.IntN(1000))
-		f.Bytes(n)
-		l.mu.Lock()
-		l.bytes[key] += n
-		l.mu.Unlock()
-		g.close = func() { f.Close(); closed() }
 	}
 	return g
 }
