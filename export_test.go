@@ -161,12 +161,11 @@ func YoungLists(s *Stats) int { return len(s.young.lists) }
 
 // IsYoung reports whether a checked track guard is open and not
 // registered yet.
-func IsYoung(t *TrackGuard) bool { return (*checkedTrackGuard)(unsafe.Pointer(t)).young() }
+func IsYoung(t *TrackGuard) bool { return t.young() }
 
 // Guard sizes.
 var GuardSizes = map[string]uintptr{
 	"TrackGuard":        unsafe.Sizeof(TrackGuard{}),
-	"checkedTrackGuard": unsafe.Sizeof(checkedTrackGuard{}),
 	"BroadcastGuard":    unsafe.Sizeof(BroadcastGuard{}),
 	"SubscriptionGuard": unsafe.Sizeof(SubscriptionGuard{}),
 	"SessionGuard":      unsafe.Sizeof(SessionGuard{}),

@@ -2,6 +2,7 @@ package moqstats
 
 import (
 	"runtime"
+	"sync/atomic"
 	"unsafe"
 
 	"github.com/moqstats/moqstats/counters"
@@ -149,56 +150,69 @@ type TrackGuard struct {
 	// lane is where bumps land; detached (nil cell) once closed, which
 	// is what drops later bumps and makes Close idempotent.
 	lane shard.Lane
-	// tagged is the guard's *slot, its entry pinned until Close, plus
-	// the guard's flags (trackFetch, trackChecked) in its low bits: a
-	// slot is word aligned, and the flags folded in keep a guard at 16
-	// bytes (24 with the leak check) rather than a size class up. Churn
-	// is mostly allocation and the collections it causes.
+	// tagged is the guard's *slot (its entry pinned until Close) with
+	// the guard's flags in its low bits; once the leak check registered
+	// the guard, its *trackRegistration, which holds the slot, and
+	// trackRegistered set. So a guard is 16 bytes whether the check is on
+	// or off: churn is mostly allocation and the collections it causes.
+	// Written before the guard is shared and once by its registrar
+	// (young.go, invariant 2), so loads after the open are atomic.
 	tagged unsafe.Pointer
 }
 
-// TrackGuard flags, in the low bits of its tagged slot pointer.
+// TrackGuard flags, in the low bits of its tagged pointer.
 const (
-	trackFetch   = 1 // a fetch: no subscription to close
-	trackChecked = 2 // allocated as a checkedTrackGuard
-	trackFlags   = trackFetch | trackChecked
+	trackFetch      = 1 // a fetch: no subscription to close
+	trackRegistered = 2 // tagged points at a trackRegistration
+	trackFlags      = trackFetch | trackRegistered
 )
 
-// The flags must fit under a slot's alignment.
-var _ [unsafe.Alignof(slot{}) - trackFlags - 1]struct{}
+// The flags must fit under the alignment of what tagged points at.
+var (
+	_ [unsafe.Alignof(slot{}) - trackFlags - 1]struct{}
+	_ [unsafe.Alignof(trackRegistration{}) - trackFlags - 1]struct{}
+)
 
-// slot returns the guard's slot. The tagged pointer points inside the
-// slot, so masking its flags off stays within the same allocation.
-func (t *TrackGuard) slot() *slot { return (*slot)(unsafe.Pointer(uintptr(t.tagged) &^ trackFlags)) }
+// trackRegistration is a registered track guard's cleanup handle, and the
+// slot its tagged pointer held before.
+type trackRegistration struct {
+	sl      *slot
+	cleanup runtime.Cleanup
+}
 
-func (t *TrackGuard) flags() uintptr { return uintptr(t.tagged) & trackFlags }
-
-// checkedTrackGuard is a TrackGuard with the leak check's state. The state
-// is kept out of TrackGuard so that with the check off a guard stays in
-// the 16-byte size class rather than 24.
-type checkedTrackGuard struct {
-	TrackGuard // first: a *TrackGuard of a checked guard points here
-	st         guardState
+// slot returns the guard's slot. Masking the flags off a tagged pointer
+// stays within the allocation it points into.
+func (t *TrackGuard) slot() *slot {
+	p := atomic.LoadPointer(&t.tagged)
+	if uintptr(p)&trackRegistered != 0 {
+		return (*trackRegistration)(unsafe.Pointer(uintptr(p) &^ trackFlags)).sl
+	}
+	return (*slot)(unsafe.Pointer(uintptr(p) &^ trackFlags))
 }
 
 // young reports whether the guard is open and unregistered: a track
 // guard is closed when its lane is detached (young.go, invariant 3).
-func (c *checkedTrackGuard) young() bool { return c.st.young() && c.lane.Cell() != nil }
+func (t *TrackGuard) young() bool {
+	return uintptr(atomic.LoadPointer(&t.tagged))&trackRegistered == 0 && t.lane.Cell() != nil
+}
 
 // register captures the cell the lane is attached to now, where the
 // cleanup makes the closing bumps (any cell is summed, so a later Repin
-// does not matter). The registration is stored and the lane looked at
-// again after it; Close detaches and then looks at the registration
-// (young.go, invariant 3).
-func (c *checkedTrackGuard) register(s *Stats) {
-	cell := c.lane.Cell()
+// does not matter). The registration replaces the slot in tagged, and
+// the lane is looked at again after it; Close detaches and then looks at
+// tagged (young.go, invariant 3).
+func (t *TrackGuard) register(s *Stats) {
+	cell := t.lane.Cell()
 	if cell == nil {
 		return // closed
 	}
-	r := &registration{runtime.AddCleanup(c, s.reclaim.track, trackLeak{c.slot(), cell, c.flags()&trackFetch != 0})}
+	p := atomic.LoadPointer(&t.tagged)
+	fetch := uintptr(p) & trackFetch
+	r := &trackRegistration{sl: (*slot)(unsafe.Pointer(uintptr(p) &^ trackFlags))}
+	r.cleanup = runtime.AddCleanup(t, s.reclaim.track, trackLeak{r.sl, cell, fetch != 0})
 	registering()
-	c.st.reg.Store(r)
-	if c.lane.Cell() == nil {
+	atomic.StorePointer(&t.tagged, unsafe.Pointer(uintptr(unsafe.Pointer(r))+fetch+trackRegistered))
+	if t.lane.Cell() == nil {
 		r.cleanup.Stop() // Close detached meanwhile, and may not have seen r
 	}
 }
@@ -222,15 +236,7 @@ func openTrack(s *Stats, sl *slot, fetch bool) *TrackGuard {
 	if fetch {
 		flags = trackFetch
 	}
-	var t *TrackGuard
-	var c *checkedTrackGuard
-	if s.leakCheck {
-		c = new(checkedTrackGuard)
-		t = &c.TrackGuard
-		flags |= trackChecked
-	} else {
-		t = new(TrackGuard)
-	}
+	t := new(TrackGuard)
 	t.tagged = unsafe.Pointer(uintptr(unsafe.Pointer(sl)) + flags)
 	sl.Attach(&t.lane)
 	if !pinOn(&t.lane, counters.Pins, &sl.entry.State) {
@@ -242,8 +248,8 @@ func openTrack(s *Stats, sl *slot, fetch bool) *TrackGuard {
 	} else {
 		t.lane.Add(counters.Subscriptions, 1)
 	}
-	if c != nil {
-		s.pushYoung(trackGuard, unsafe.Pointer(c))
+	if s.leakCheck {
+		s.pushYoung(trackGuard, unsafe.Pointer(t))
 	}
 	return t
 }
@@ -301,16 +307,13 @@ func (t *TrackGuard) Close() {
 		return
 	}
 	cell := t.slot().Detach(&t.lane)
-	flags := t.flags()
-	if flags&trackChecked != 0 {
-		// t is the first field of a checkedTrackGuard allocation. After
-		// the detach: see checkedTrackGuard.register.
-		if r := (*checkedTrackGuard)(unsafe.Pointer(t)).st.reg.Load(); r != nil {
-			r.cleanup.Stop()
-		}
+	// After the detach: see TrackGuard.register.
+	p := atomic.LoadPointer(&t.tagged)
+	if uintptr(p)&trackRegistered != 0 {
+		(*trackRegistration)(unsafe.Pointer(uintptr(p) &^ trackFlags)).cleanup.Stop()
 	}
 	if cell != nil {
-		if flags&trackFetch == 0 {
+		if uintptr(p)&trackFetch == 0 {
 			cell[counters.SubscriptionsClosed].Add(1)
 		}
 		// Unpin last: a pass that sees the pin gone then sees the close.

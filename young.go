@@ -47,10 +47,13 @@ import (
 //     registration it finds while the guard is reachable (Close holds it);
 //     the registrar adds the cleanup and publishes it with a compare-and-
 //     swap from nil, and stops the cleanup it added when that fails. A
-//     track guard is closed by detaching its lane, which its Close does
-//     anyway, so its Close pays no second atomic: it detaches and then
-//     loads the state word, while the registrar stores the registration
-//     and then loads the lane. Both are sequentially consistent, so at
+//     track guard keeps its state in its tagged slot pointer
+//     (TrackGuard.tagged), which the registrar replaces with the
+//     registration, and is closed by detaching its lane, which its Close
+//     does anyway, so its Close pays no second atomic: it detaches and
+//     then loads the tagged word, while the registrar stores the
+//     registration there and then loads the lane. Both are sequentially
+//     consistent, so at
 //     least one of them sees the other, and whichever does stops the
 //     cleanup (stopping twice is harmless). So a guard is closed once, by
 //     Close or by its cleanup, never both, and a guard closed by Close is
@@ -116,8 +119,8 @@ func (st *guardState) close() bool {
 // closed reports whether the guard was closed.
 func (st *guardState) closed() bool { return st.reg.Load() == closedMark }
 
-// young reports whether the guard is open and unregistered (for a track
-// guard, unregistered: checkedTrackGuard.young also looks at its lane).
+// young reports whether the guard is open and unregistered (not for track
+// guards: see TrackGuard.young).
 func (st *guardState) young() bool { return st.reg.Load() == nil }
 
 // publish publishes r, a cleanup the registrar just added for the guard,
@@ -187,7 +190,7 @@ func (rings *youngRings) make(k guardKind) *youngRing {
 func registerIfYoung(s *Stats, k guardKind, g unsafe.Pointer) {
 	switch k {
 	case trackGuard:
-		if c := (*checkedTrackGuard)(g); c.young() {
+		if c := (*TrackGuard)(g); c.young() {
 			c.register(s)
 		}
 	case broadcastGuard:
