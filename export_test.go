@@ -159,8 +159,8 @@ const YoungRingSize = unsafe.Sizeof(youngRing{})
 // YoungLists returns how many young lists s has.
 func YoungLists(s *Stats) int { return len(s.young.lists) }
 
-// IsYoung reports whether a checked track guard is open and not
-// registered yet.
+// IsYoung reports whether a track guard opened with the leak check on is
+// open and not registered yet.
 func IsYoung(t *TrackGuard) bool { return t.young() }
 
 // Guard sizes.

@@ -53,11 +53,10 @@ import (
 //     does anyway, so its Close pays no second atomic: it detaches and
 //     then loads the tagged word, while the registrar stores the
 //     registration there and then loads the lane. Both are sequentially
-//     consistent, so at
-//     least one of them sees the other, and whichever does stops the
-//     cleanup (stopping twice is harmless). So a guard is closed once, by
-//     Close or by its cleanup, never both, and a guard closed by Close is
-//     never reclaimed.
+//     consistent, so at least one of them sees the other, and whichever
+//     does stops the cleanup (stopping twice is harmless). So a guard is
+//     closed once, by Close or by its cleanup, never both, and a guard
+//     closed by Close is never reclaimed.
 //
 // # When a dropped guard is reclaimed
 //
@@ -74,8 +73,8 @@ import (
 
 // youngSlots is how many guards of one kind a ring holds. With slots
 // picked by address in 16-byte steps, a P can have 2048/size of its guards
-// open and young before opening another registers one early: 85 track
-// guards (24 bytes), 64 broadcast guards (32).
+// open and young before opening another registers one early: 128 track
+// guards (16 bytes), 64 broadcast guards (32).
 const youngSlots = 128
 
 // youngRing is one kind's ring of young guards on one list. A ring is
