@@ -150,6 +150,14 @@ func SetHookRegistering(f func()) (restore func()) {
 	return func() { testHookRegistering.Store(nil) }
 }
 
+// SetHookStopping installs f to run just before a guard's cleanup is
+// stopped by its Close or by a registrar that found it closed, and returns
+// a func that removes it.
+func SetHookStopping(f func()) (restore func()) {
+	testHookStopping.Store(&f)
+	return func() { testHookStopping.Store(nil) }
+}
+
 // YoungSlots is how many guards of one kind a young ring holds.
 const YoungSlots = youngSlots
 

@@ -213,7 +213,7 @@ func (t *TrackGuard) register(s *Stats) {
 	registering()
 	atomic.StorePointer(&t.tagged, unsafe.Pointer(uintptr(unsafe.Pointer(r))+fetch+trackRegistered))
 	if t.lane.Cell() == nil {
-		r.cleanup.Stop() // Close detached meanwhile, and may not have seen r
+		stop(&r.cleanup, unsafe.Pointer(t)) // Close detached meanwhile, and may not have seen r
 	}
 }
 
@@ -310,7 +310,7 @@ func (t *TrackGuard) Close() {
 	// After the detach: see TrackGuard.register.
 	p := atomic.LoadPointer(&t.tagged)
 	if uintptr(p)&trackRegistered != 0 {
-		(*trackRegistration)(unsafe.Pointer(uintptr(p) &^ trackFlags)).cleanup.Stop()
+		stop(&(*trackRegistration)(unsafe.Pointer(uintptr(p)&^trackFlags)).cleanup, unsafe.Pointer(t))
 	}
 	if cell != nil {
 		if uintptr(p)&trackFetch == 0 {

@@ -43,20 +43,21 @@ import (
 //  3. Close and the registrar agree through the guard's state word
 //     (guardState.reg): nil while open and unregistered, the registration
 //     once registered, and, for guards other than track guards, closedMark
-//     once closed. Such a Close swaps in closedMark, and stops a
-//     registration it finds while the guard is reachable (Close holds it);
-//     the registrar adds the cleanup and publishes it with a compare-and-
-//     swap from nil, and stops the cleanup it added when that fails. A
-//     track guard keeps its state in its tagged slot pointer
-//     (TrackGuard.tagged), which the registrar replaces with the
+//     once closed. Such a Close swaps in closedMark and stops a
+//     registration it finds; the registrar adds the cleanup and publishes
+//     it with a compare-and-swap from nil, and stops the cleanup it added
+//     when that fails. A track guard keeps its state in its tagged slot
+//     pointer (TrackGuard.tagged), which the registrar replaces with the
 //     registration, and is closed by detaching its lane, which its Close
 //     does anyway, so its Close pays no second atomic: it detaches and
 //     then loads the tagged word, while the registrar stores the
 //     registration there and then loads the lane. Both are sequentially
 //     consistent, so at least one of them sees the other, and whichever
-//     does stops the cleanup (stopping twice is harmless). So a guard is
-//     closed once, by Close or by its cleanup, never both, and a guard
-//     closed by Close is never reclaimed.
+//     does stops the cleanup (stopping twice is harmless). Either holds
+//     the guard until Stop returned (stop), since Stop cannot take back a
+//     cleanup already queued. So a guard is closed once, by Close or by
+//     its cleanup, never both, and a guard closed by Close is never
+//     reclaimed.
 //
 // # When a dropped guard is reclaimed
 //
@@ -90,6 +91,10 @@ type youngRings [4]atomic.Pointer[youngRing]
 // guard's cleanup and before it publishes it: where Close may race it.
 var testHookRegistering atomic.Pointer[func()]
 
+// testHookStopping, when set, runs in stop just before Stop: where a guard
+// not held would be collected.
+var testHookStopping atomic.Pointer[func()]
+
 // registration is a registered guard's cleanup handle.
 type registration struct{ cleanup runtime.Cleanup }
 
@@ -102,15 +107,14 @@ var closedMark = new(registration)
 type guardState struct{ reg atomic.Pointer[registration] }
 
 // close marks the guard closed and stops its cleanup if it was registered.
-// It reports whether this was the first close. st is inside the guard, so
-// the guard is reachable until close returns: Stop takes effect.
+// It reports whether this was the first close. st is inside the guard.
 func (st *guardState) close() bool {
 	old := st.reg.Swap(closedMark)
 	if old == closedMark {
 		return false
 	}
 	if old != nil {
-		old.cleanup.Stop()
+		stop(&old.cleanup, unsafe.Pointer(st))
 	}
 	return true
 }
@@ -123,12 +127,11 @@ func (st *guardState) closed() bool { return st.reg.Load() == closedMark }
 func (st *guardState) young() bool { return st.reg.Load() == nil }
 
 // publish publishes r, a cleanup the registrar just added for the guard,
-// unless the guard closed meanwhile; then it stops it. The caller holds
-// the guard, so Stop takes effect.
+// unless the guard closed meanwhile; then it stops it.
 func (st *guardState) publish(r *registration) {
 	registering()
 	if !st.reg.CompareAndSwap(nil, r) {
-		r.cleanup.Stop()
+		stop(&r.cleanup, unsafe.Pointer(st))
 	}
 }
 
@@ -136,6 +139,20 @@ func registering() {
 	if hook := testHookRegistering.Load(); hook != nil {
 		(*hook)()
 	}
+}
+
+// stop stops c, the cleanup of the guard g points into, holding the guard
+// until Stop returned. Stop does nothing to a cleanup the collector has
+// already queued, and a guard is unreachable from its last use on, even
+// while its Close or its registrar still runs: a guard closed and dropped
+// by its owner would otherwise be reclaimed too if a collection ended just
+// before Stop.
+func stop(c *runtime.Cleanup, g unsafe.Pointer) {
+	if hook := testHookStopping.Load(); hook != nil {
+		(*hook)()
+	}
+	c.Stop()
+	runtime.KeepAlive(g)
 }
 
 // youngLists is a Stats' set of young lists.

@@ -3,6 +3,8 @@ package moqstats_test
 import (
 	"log/slog"
 	"runtime"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -65,6 +67,95 @@ func TestGuardClosedWhileBeingRegisteredIsNeverReclaimed(t *testing.T) {
 	}
 	if got := lastOf(sess(), "acme"); got != (SessionSnapshot{Sessions: 1, SessionsClosed: 1}) {
 		t.Errorf("acme = %+v, want the close once", got)
+	}
+}
+
+// A guard closed and dropped by its owner is held until its cleanup is
+// stopped, by its Close or by the registrar that found it closed: Stop
+// cannot take back a cleanup the collector already queued. The hook runs a
+// collection just before each Stop, once the owner's reference is gone.
+func TestClosedGuardIsHeldUntilItsCleanupIsStopped(t *testing.T) {
+	s, o := setupConfig(t, moqstats.Config{Interval: time.Hour, Logger: slog.New(slog.DiscardHandler)})
+	pub := frames[Snapshot](t, o, s, moqstats.TrackPublisher)
+	sub := frames[Snapshot](t, o, s, moqstats.TrackSubscriber)
+	sess := frames[SessionSnapshot](t, o, s, moqstats.TrackSessions)
+	h := s.Tier(moqstats.External)
+	viewer := h.PublisherBroadcasts()
+	opens := []func() interface{ Close() }{
+		func() interface{ Close() } { return h.Broadcast("a").PublisherTrack("v") },
+		func() interface{ Close() } { return h.Broadcast("a").PublisherFetch("v") },
+		func() interface{ Close() } { return h.Broadcast("a").Subscriber() },
+		func() interface{ Close() } { return viewer.Subscribe("a") },
+		func() interface{ Close() } { return h.Session("acme") },
+	}
+	// A collection starts a drain, which may register a guard on its own
+	// goroutine: the hooks may run there.
+	var stops atomic.Int64
+	defer moqstats.SetHookStopping(func() {
+		stops.Add(1)
+		runtime.GC()
+	})()
+	var mu sync.Mutex
+	var pending interface{ Close() } // closed by whoever registers it
+	defer moqstats.SetHookRegistering(func() {
+		mu.Lock()
+		defer mu.Unlock()
+		closeAndDrop(&pending)
+	})()
+	for _, open := range opens {
+		// Registered, then closed: Close stops the cleanup.
+		g := open()
+		if err := s.Flush(); err != nil {
+			t.Fatal(err)
+		}
+		closeAndDrop(&g)
+
+		// Closed while being registered: the registrar stops it.
+		mu.Lock()
+		pending = open()
+		mu.Unlock()
+		if err := s.Flush(); err != nil {
+			t.Fatal(err)
+		}
+		collectUntil(t, func() bool {
+			mu.Lock()
+			defer mu.Unlock()
+			return pending == nil
+		})
+	}
+	// One Stop per guard, or two when Close and the registrar both saw
+	// each other.
+	if n, want := stops.Load(), int64(2*len(opens)); n < want {
+		t.Fatalf("%d cleanups stopped, want at least %d", n, want)
+	}
+	for range 3 {
+		runtime.GC()
+	}
+	time.Sleep(10 * time.Millisecond)
+	if n := s.Leaked(); n != 0 {
+		t.Fatalf("Leaked() = %d for guards closed by their owners, want 0", n)
+	}
+	flush(t, s)
+	if got := lastOf(pub(), "a"); got != (Snapshot{Subscriptions: 2, SubscriptionsClosed: 2, Broadcasts: 2, BroadcastsClosed: 2}) {
+		t.Errorf("publisher a = %+v, want each close once", got)
+	}
+	if got := lastOf(sub(), "a"); got != (Snapshot{Announced: 2, AnnouncedClosed: 2}) {
+		t.Errorf("subscriber a = %+v, want each close once", got)
+	}
+	if got := lastOf(sess(), "acme"); got != (SessionSnapshot{Sessions: 2, SessionsClosed: 2}) {
+		t.Errorf("acme = %+v, want each close once", got)
+	}
+}
+
+// closeAndDrop closes *g and drops the reference: from then on the guard
+// is reachable only from the frames of its Close.
+//
+//go:noinline
+func closeAndDrop(g *interface{ Close() }) {
+	c := *g
+	*g = nil
+	if c != nil {
+		c.Close()
 	}
 }
 
