@@ -206,8 +206,8 @@ func (rings *youngRings) make(k guardKind) *youngRing {
 func registerIfYoung(s *Stats, k guardKind, g unsafe.Pointer) {
 	switch k {
 	case trackGuard:
-		if c := (*TrackGuard)(g); c.young() {
-			c.register(s)
+		if t := (*TrackGuard)(g); t.young() {
+			t.register(s)
 		}
 	case broadcastGuard:
 		if b := (*BroadcastGuard)(g); b.st.young() {
