@@ -51,23 +51,7 @@ func TestGuardClosedWhileBeingRegisteredIsNeverReclaimed(t *testing.T) {
 			t.Fatalf("%d guards registered, want the 1 open", raced)
 		}
 	}
-	for range 3 {
-		runtime.GC()
-	}
-	time.Sleep(10 * time.Millisecond)
-	if n := s.Leaked(); n != 0 {
-		t.Fatalf("Leaked() = %d for guards closed while being registered, want 0", n)
-	}
-	flush(t, s)
-	if got := lastOf(pub(), "a"); got != (Snapshot{Subscriptions: 1, SubscriptionsClosed: 1, Broadcasts: 1, BroadcastsClosed: 1}) {
-		t.Errorf("publisher a = %+v, want each close once", got)
-	}
-	if got := lastOf(sub(), "a"); got != (Snapshot{Announced: 1, AnnouncedClosed: 1}) {
-		t.Errorf("subscriber a = %+v, want the close once", got)
-	}
-	if got := lastOf(sess(), "acme"); got != (SessionSnapshot{Sessions: 1, SessionsClosed: 1}) {
-		t.Errorf("acme = %+v, want the close once", got)
-	}
+	wantClosedOnce(t, s, pub, sub, sess, 1, "closed while being registered")
 }
 
 // A guard closed and dropped by its owner is held until its cleanup is
@@ -128,21 +112,30 @@ func TestClosedGuardIsHeldUntilItsCleanupIsStopped(t *testing.T) {
 	if n, want := stops.Load(), int64(2*len(opens)); n < want {
 		t.Fatalf("%d cleanups stopped, want at least %d", n, want)
 	}
+	wantClosedOnce(t, s, pub, sub, sess, 2, "closed by their owners")
+}
+
+// wantClosedOnce checks, after collections, that none of the guards
+// (closed, as what says) was reclaimed, and that the frames carry each of
+// the n opens of a track guard, a broadcast, a subscription on "a" and a
+// session on "acme" closed once.
+func wantClosedOnce(t *testing.T, s *moqstats.Stats, pub, sub func() []map[string]Snapshot, sess func() []map[string]SessionSnapshot, n uint64, what string) {
+	t.Helper()
 	for range 3 {
 		runtime.GC()
 	}
 	time.Sleep(10 * time.Millisecond)
-	if n := s.Leaked(); n != 0 {
-		t.Fatalf("Leaked() = %d for guards closed by their owners, want 0", n)
+	if got := s.Leaked(); got != 0 {
+		t.Fatalf("Leaked() = %d for guards %s, want 0", got, what)
 	}
 	flush(t, s)
-	if got := lastOf(pub(), "a"); got != (Snapshot{Subscriptions: 2, SubscriptionsClosed: 2, Broadcasts: 2, BroadcastsClosed: 2}) {
+	if got := lastOf(pub(), "a"); got != (Snapshot{Subscriptions: n, SubscriptionsClosed: n, Broadcasts: n, BroadcastsClosed: n}) {
 		t.Errorf("publisher a = %+v, want each close once", got)
 	}
-	if got := lastOf(sub(), "a"); got != (Snapshot{Announced: 2, AnnouncedClosed: 2}) {
+	if got := lastOf(sub(), "a"); got != (Snapshot{Announced: n, AnnouncedClosed: n}) {
 		t.Errorf("subscriber a = %+v, want each close once", got)
 	}
-	if got := lastOf(sess(), "acme"); got != (SessionSnapshot{Sessions: 2, SessionsClosed: 2}) {
+	if got := lastOf(sess(), "acme"); got != (SessionSnapshot{Sessions: n, SessionsClosed: n}) {
 		t.Errorf("acme = %+v, want each close once", got)
 	}
 }
