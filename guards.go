@@ -306,7 +306,7 @@ func (t *TrackGuard) Close() {
 	if t == nil {
 		return
 	}
-	cell := t.slot().Detach(&t.lane)
+	cell := t.lane.Detach()
 	// After the detach: see TrackGuard.register.
 	p := atomic.LoadPointer(&t.tagged)
 	if uintptr(p)&trackRegistered != 0 {

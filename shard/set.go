@@ -143,7 +143,11 @@ func (s *Set) baseFree(opened, closed int) bool {
 // when it was not attached (then nothing changes). Bumps that loaded the
 // cell before Detach still land in it and are counted. The caller may make
 // one last bump (a close) in the returned cell: it costs nothing shared.
-func (s *Set) Detach(l *Lane) *Cell { return (*Cell)(atomic.SwapPointer(&l.c, nil)) }
+func (s *Set) Detach(l *Lane) *Cell { return l.Detach() }
+
+// Detach is Set.Detach for a caller that does not hold the lane's set: a
+// lane knows its cell, and detaching needs nothing else.
+func (l *Lane) Detach() *Cell { return (*Cell)(atomic.SwapPointer(&l.c, nil)) }
 
 // Repin moves an attached lane of an inflated set to the cell of the P it
 // runs on now, following a goroutine that migrated since it attached.
